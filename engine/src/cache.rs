@@ -1,0 +1,161 @@
+//! The KV cache of a recurrent-depth model: one slot per layer application. Prelude layer j,
+//! core layer j at iteration i and coda layer j each keep their own keys and values.
+//!
+//! Tokens may use different numbers of iterations. When a token reads slot (i, j) and an earlier
+//! token stopped before iteration i, it sees that token's latest iteration of core layer j (the
+//! reference's "latest-m4" rule, generalised to any number of core layers). The cache keeps every
+//! slot materialised for every committed position, so a read is a plain lookup.
+
+use std::collections::HashMap;
+
+use burn::tensor::backend::Backend;
+
+use crate::model::Kv;
+
+/// Which application of which layer a key/value entry belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    Prelude(usize),
+    Core { iteration: usize, layer: usize },
+    Coda(usize),
+}
+
+/// Where the model reads earlier positions' keys and values and leaves those of the positions it runs.
+pub trait KvMemory<B: Backend> {
+    fn past(&self, slot: Slot) -> Option<Kv<B>>;
+    fn write(&mut self, slot: Slot, kv: Kv<B>);
+}
+
+/// No earlier positions: a plain causal forward pass over the whole sequence.
+pub struct NoMemory;
+
+impl<B: Backend> KvMemory<B> for NoMemory {
+    fn past(&self, _slot: Slot) -> Option<Kv<B>> {
+        None
+    }
+    fn write(&mut self, _slot: Slot, _kv: Kv<B>) {}
+}
+
+/// How many layers each part of the model has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerCounts {
+    pub prelude: usize,
+    pub core: usize,
+    pub coda: usize,
+}
+
+/// Committed keys and values of every position processed so far.
+#[derive(Debug, Clone)]
+pub struct KvCache<B: Backend> {
+    layers: LayerCounts,
+    prelude: Vec<Kv<B>>,
+    /// `core[i][j]`: core layer j at iteration i.
+    core: Vec<Vec<Kv<B>>>,
+    coda: Vec<Kv<B>>,
+    len: usize,
+}
+
+impl<B: Backend> KvCache<B> {
+    pub fn new(layers: LayerCounts) -> Self {
+        Self { layers, prelude: Vec::new(), core: Vec::new(), coda: Vec::new(), len: 0 }
+    }
+
+    /// Number of committed positions.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Deepest iteration any committed position reached.
+    pub fn iterations(&self) -> usize {
+        self.core.len()
+    }
+
+    /// Bytes of keys and values held, at 4 bytes a value.
+    pub fn bytes(&self) -> usize {
+        let all = self.prelude.iter().chain(self.core.iter().flatten()).chain(self.coda.iter());
+        all.map(|kv| 2 * 4 * kv.k.shape().num_elements()).sum()
+    }
+
+    fn read(&self, slot: Slot) -> Option<Kv<B>> {
+        match slot {
+            Slot::Prelude(j) => self.prelude.get(j).cloned(),
+            // Past the deepest iteration, every earlier position's latest entry is the last one.
+            Slot::Core { iteration, layer } => {
+                self.core.get(iteration).or(self.core.last()).map(|layers| layers[layer].clone())
+            }
+            Slot::Coda(j) => self.coda.get(j).cloned(),
+        }
+    }
+
+    /// Starts processing new positions: reads see the committed cache, writes are held aside.
+    pub fn pending(&self) -> Pending<'_, B> {
+        Pending { cache: self, writes: HashMap::new() }
+    }
+
+    /// Appends the positions of `writes`, which ran `iterations` core iterations. Slots deeper
+    /// than `iterations` receive the positions' last iteration; slots that only these positions
+    /// reach start from the earlier positions' latest entries.
+    pub fn commit(&mut self, writes: Writes<B>, iterations: usize) {
+        let Writes(mut writes) = writes;
+        let mut take = |slot: Slot| {
+            writes.remove(&slot).expect("every layer application leaves its keys and values")
+        };
+        let join = |old: Option<Kv<B>>, new: Kv<B>| match old {
+            Some(old) => old.append(&new),
+            None => new,
+        };
+        let own: Vec<Vec<Kv<B>>> = (0..iterations)
+            .map(|iteration| {
+                (0..self.layers.core).map(|layer| take(Slot::Core { iteration, layer })).collect()
+            })
+            .collect();
+        let new_positions = own[0][0].len();
+        let depth = self.core.len().max(iterations);
+        let core = (0..depth)
+            .map(|iteration| {
+                let source = &own[iteration.min(iterations - 1)];
+                (0..self.layers.core)
+                    .map(|layer| join(self.read(Slot::Core { iteration, layer }), source[layer].clone()))
+                    .collect()
+            })
+            .collect();
+        let prelude = (0..self.layers.prelude)
+            .map(|j| join(self.read(Slot::Prelude(j)), take(Slot::Prelude(j))))
+            .collect();
+        let coda =
+            (0..self.layers.coda).map(|j| join(self.read(Slot::Coda(j)), take(Slot::Coda(j)))).collect();
+        self.prelude = prelude;
+        self.core = core;
+        self.coda = coda;
+        self.len += new_positions;
+    }
+}
+
+/// Writes of the positions being processed, not yet committed.
+pub struct Writes<B: Backend>(HashMap<Slot, Kv<B>>);
+
+pub struct Pending<'a, B: Backend> {
+    cache: &'a KvCache<B>,
+    writes: HashMap<Slot, Kv<B>>,
+}
+
+impl<B: Backend> Pending<'_, B> {
+    pub fn finish(self) -> Writes<B> {
+        Writes(self.writes)
+    }
+}
+
+impl<B: Backend> KvMemory<B> for Pending<'_, B> {
+    fn past(&self, slot: Slot) -> Option<Kv<B>> {
+        self.cache.read(slot)
+    }
+    /// A later write to the same slot replaces the earlier one: the coda runs once per recorded
+    /// iteration for the logit lens, and only its run on the final state is kept.
+    fn write(&mut self, slot: Slot, kv: Kv<B>) {
+        self.writes.insert(slot, kv);
+    }
+}

@@ -1,0 +1,194 @@
+//! `loopscope`: generate text while recording how the model thinks, and check the engine
+//! against the reference's golden vectors.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use burn::tensor::backend::Backend;
+use clap::{Parser, Subcommand, ValueEnum};
+use loopscope_engine::folder::load_dir;
+use loopscope_engine::golden::GoldenCase;
+use loopscope_engine::trace::Exit;
+use loopscope_engine::{block_on, EngineError, ExitCriterion, Finish, Record, Sampling, Session, ThinkingSettings};
+
+#[derive(Parser)]
+#[command(name = "loopscope", version, about = "Watch a recurrent-depth language model think")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate from a prompt, streaming tokens with the number of iterations each one used.
+    Generate(GenerateArgs),
+    /// Reproduce every array of a golden folder and report the largest error of each.
+    Golden {
+        /// Folder with config.json, model.safetensors, golden.safetensors and manifest.json.
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendChoice,
+    },
+}
+
+#[derive(Parser)]
+struct GenerateArgs {
+    /// Model folder: config.json, model.safetensors (or an index with shards), tokenizer.json.
+    #[arg(long)]
+    model: PathBuf,
+    /// Prompt text (needs the folder's tokenizer.json).
+    #[arg(long, conflicts_with = "prompt_ids", required_unless_present = "prompt_ids")]
+    prompt: Option<String>,
+    /// Prompt as comma-separated token ids, for folders without a tokenizer.
+    #[arg(long, value_delimiter = ',')]
+    prompt_ids: Option<Vec<u32>>,
+    /// Maximum core iterations per token (default: the model's mean recurrence).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Fewest iterations before an exit.
+    #[arg(long, default_value_t = 0)]
+    min_steps: usize,
+    /// Exit criterion: none, kl[:t], latent-diff[:t], entropy-diff[:t], cosine[:t], argmax[:n].
+    #[arg(long, default_value = "none")]
+    exit: ExitCriterion,
+    /// Fixed iteration count for a position: POSITION=STEPS, repeatable.
+    #[arg(long = "override", value_parser = parse_override)]
+    overrides: Vec<(usize, usize)>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0.0)]
+    min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    init_scale: f32,
+    /// Start each token from the previous token's final state (continuous chain of thought).
+    #[arg(long)]
+    warm_start: bool,
+    #[arg(long, default_value_t = 32)]
+    max_tokens: usize,
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendChoice,
+    /// Write the full trace (states, normed states, deltas, exit values, top-5 lens) as JSON.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendChoice {
+    Cpu,
+    Wgpu,
+}
+
+fn parse_override(text: &str) -> Result<(usize, usize), String> {
+    let (pos, steps) = text.split_once('=').ok_or("expected POSITION=STEPS")?;
+    Ok((pos.trim().parse().map_err(|_| "bad position")?, steps.trim().parse().map_err(|_| "bad step count")?))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let backend = match &cli.command {
+        Command::Generate(args) => args.backend,
+        Command::Golden { backend, .. } => *backend,
+    };
+    let outcome = match backend {
+        BackendChoice::Cpu => run::<burn::backend::NdArray>(&cli.command, &Default::default()),
+        BackendChoice::Wgpu => run_wgpu(&cli.command),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(feature = "wgpu")]
+fn run_wgpu(command: &Command) -> Result<ExitCode, EngineError> {
+    run::<burn::backend::Wgpu>(command, &Default::default())
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn run_wgpu(_: &Command) -> Result<ExitCode, EngineError> {
+    Err(EngineError::Setting("this build has no wgpu backend; rebuild with `--features wgpu`".into()))
+}
+
+fn run<B: Backend>(command: &Command, device: &B::Device) -> Result<ExitCode, EngineError> {
+    match command {
+        Command::Generate(args) => generate::<B>(args, device),
+        Command::Golden { dir, .. } => golden::<B>(dir, device),
+    }
+}
+
+fn golden<B: Backend>(dir: &std::path::Path, device: &B::Device) -> Result<ExitCode, EngineError> {
+    let loaded = load_dir::<B>(dir, device)?;
+    let case = GoldenCase::open(dir)?;
+    let checks = block_on(case.check(&loaded.model))?;
+    let mut all_passed = true;
+    for check in &checks {
+        let verdict = if check.passed() { "ok" } else { "FAIL" };
+        all_passed &= check.passed();
+        println!("{:<16} max abs error {:.3e} (tolerance {:.0e})  {verdict}", check.name, check.max_abs_error, check.tolerance);
+    }
+    Ok(if all_passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn generate<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<ExitCode, EngineError> {
+    let loaded = load_dir::<B>(&args.model, device)?;
+    let model = &loaded.model;
+    let tokenizer = loaded.tokenizer.as_ref();
+    let prompt = match (&args.prompt, &args.prompt_ids) {
+        (Some(text), _) => tokenizer
+            .ok_or_else(|| EngineError::Tokenizer("the model folder has no tokenizer.json; pass --prompt-ids".into()))?
+            .encode(text)?,
+        (None, Some(ids)) => ids.clone(),
+        (None, None) => return Err(EngineError::EmptyPrompt),
+    };
+    let settings = ThinkingSettings {
+        steps: args.steps.unwrap_or(model.config.mean_recurrence),
+        min_steps: args.min_steps,
+        exit: args.exit,
+        overrides: args.overrides.iter().copied().collect(),
+        init_scale: args.init_scale,
+        warm_start: args.warm_start,
+        sampling: Sampling { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, min_p: args.min_p },
+        seed: args.seed,
+    };
+    let record = if args.trace.is_some() { Record::everything(5) } else { Record::default() };
+    let mut session = Session::new(model, settings, record)?;
+    let stop: Vec<u32> = tokenizer.and_then(|t| t.token_id("<eos>")).into_iter().collect();
+    let text = |id: u32| tokenizer.map_or_else(|| format!("<{id}>"), |t| t.token_text(id));
+    let mut stdout = std::io::stdout();
+    let finish = block_on(session.generate(&prompt, args.max_tokens, &stop, |position| {
+        let next = position.next.expect("generate reports positions that produced a token");
+        let exit = match position.exit {
+            Exit::Converged => "converged",
+            Exit::MaxSteps => "max steps",
+            Exit::Fixed => "fixed",
+        };
+        let _ = writeln!(stdout, "{:>4} iterations  {exit:<9}  {:?}", position.iterations, text(next));
+    }))?;
+    let trace = session.into_trace();
+    let generated: Vec<u32> = trace.generated().filter_map(|p| p.next).collect();
+    if let Some(t) = tokenizer {
+        println!("{}{}", t.decode(&prompt)?, t.decode(&generated)?);
+    }
+    let why = match finish {
+        Finish::Stop => "stop token",
+        Finish::Length => "token limit",
+        Finish::Context => "context full",
+    };
+    eprintln!("{} tokens generated ({why})", generated.len());
+    if let Some(path) = &args.trace {
+        let json = serde_json::to_vec(&trace).map_err(|e| EngineError::Setting(e.to_string()))?;
+        std::fs::write(path, json).map_err(|source| EngineError::Io { path: path.display().to_string(), source })?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

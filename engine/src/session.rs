@@ -1,0 +1,267 @@
+//! A generation session: prefill, then token-by-token decoding with the recurrent KV cache,
+//! recording how every position thinks.
+
+use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::cache::{KvCache, LayerCounts};
+use crate::error::{EngineError, Result};
+use crate::exit::{ExitCriterion, ExitTracker, LatentStep};
+use crate::model::RecurrentModel;
+use crate::settings::ThinkingSettings;
+use crate::state::random_initial_state;
+use crate::trace::{top_tokens, Exit, IterationRecord, PositionTrace, Record, Trace};
+
+/// The outcome of feeding tokens: the next token and the final logits it was chosen from.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub next: u32,
+    pub logits: Vec<f32>,
+}
+
+/// Why `generate` stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// A stop token was generated.
+    Stop,
+    /// The requested number of tokens was generated.
+    Length,
+    /// The model's context is full.
+    Context,
+}
+
+pub struct Session<'m, B: Backend> {
+    model: &'m RecurrentModel<B>,
+    cache: KvCache<B>,
+    rng: ChaCha8Rng,
+    /// Final raw state of the last processed position, for warm starts: [1, 1, embd].
+    last_state: Option<Tensor<B, 3>>,
+    /// s_0 for every position, supplied instead of random draws (conformance with the reference).
+    given_states: Option<Vec<f32>>,
+    trace: Trace,
+}
+
+impl<'m, B: Backend> Session<'m, B> {
+    pub fn new(model: &'m RecurrentModel<B>, settings: ThinkingSettings, record: Record) -> Result<Self> {
+        settings.validate()?;
+        let config = &model.config;
+        let layers = LayerCounts {
+            prelude: config.n_layers_in_prelude,
+            core: config.n_layers_in_recurrent_block,
+            coda: config.n_layers_in_coda,
+        };
+        Ok(Self {
+            model,
+            cache: KvCache::new(layers),
+            rng: ChaCha8Rng::seed_from_u64(settings.seed),
+            last_state: None,
+            given_states: None,
+            trace: Trace { settings, record, prompt_len: 0, positions: Vec::new() },
+        })
+    }
+
+    /// Uses `states` ([positions, embd], row-major) as s_0 instead of random draws.
+    pub fn with_initial_states(mut self, states: Vec<f32>) -> Self {
+        self.given_states = Some(states);
+        self
+    }
+
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    pub fn into_trace(self) -> Trace {
+        self.trace
+    }
+
+    /// Positions processed so far.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+
+    /// Bytes held by the KV cache.
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.bytes()
+    }
+
+    /// Runs the prompt, then generates until a stop token, `max_new_tokens` or the end of the
+    /// context, calling `on_token` as each token's position finishes thinking.
+    pub async fn generate(
+        &mut self,
+        prompt: &[u32],
+        max_new_tokens: usize,
+        stop: &[u32],
+        mut on_token: impl FnMut(&PositionTrace),
+    ) -> Result<Finish> {
+        if max_new_tokens == 0 {
+            return Err(EngineError::Setting("max_new_tokens must be at least 1".into()));
+        }
+        let mut step = self.feed(prompt).await?;
+        let mut produced = 1;
+        loop {
+            if let Some(position) = self.trace.positions.last() {
+                on_token(position);
+            }
+            if stop.contains(&step.next) {
+                return Ok(Finish::Stop);
+            }
+            if produced >= max_new_tokens {
+                return Ok(Finish::Length);
+            }
+            if self.cache.len() >= self.model.config.block_size {
+                return Ok(Finish::Context);
+            }
+            step = self.feed(&[step.next]).await?;
+            produced += 1;
+        }
+    }
+
+    /// Processes `tokens` (the prompt on the first call, then one token at a time) and picks the
+    /// token that follows them. All positions of one call run the same number of iterations,
+    /// decided on the last one, as the reference does for a prompt.
+    pub async fn feed(&mut self, tokens: &[u32]) -> Result<Step> {
+        let model = self.model;
+        let config = &model.config;
+        let (s, e, vocab) = (tokens.len(), config.n_embd, config.padded_vocab_size);
+        let start = self.cache.len();
+        if s == 0 {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if start + s > config.block_size {
+            return Err(if start == 0 {
+                EngineError::PromptTooLong { tokens: s, context: config.block_size }
+            } else {
+                EngineError::ContextFull { context: config.block_size }
+            });
+        }
+        if let Some((i, &id)) = tokens.iter().enumerate().find(|(_, &id)| id as usize >= vocab) {
+            return Err(EngineError::UnknownToken { id, position: start + i, vocab });
+        }
+        let settings = &self.trace.settings;
+        let record = self.trace.record;
+        let (max_steps, exit_applies) = settings.plan(start + s - 1);
+        let criterion = if exit_applies { settings.exit } else { ExitCriterion::None };
+        let need_lens = criterion.needs_lens() || record.lens_top_k > 0;
+        let need_latents = criterion.needs_latents() || record.deltas;
+        let recording = record != Record::default();
+        let device = model.device();
+
+        let mut state = match (&self.given_states, &self.last_state) {
+            (Some(given), _) => {
+                let wanted = (start + s) * e;
+                let values = given.get(start * e..wanted).ok_or_else(|| {
+                    EngineError::Setting(format!("given initial states cover {} values, {wanted} needed", given.len()))
+                })?;
+                Tensor::from_data(TensorData::new(values.to_vec(), [1, s, e]), &device)
+            }
+            (None, Some(last)) if settings.warm_start && s == 1 => last.clone(),
+            _ => {
+                let values = random_initial_state(&mut self.rng, s, config, settings.init_scale);
+                Tensor::from_data(TensorData::new(values, [1, s, e]), &device)
+            }
+        };
+
+        let mut pending = self.cache.pending();
+        let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, s]), &device);
+        let embedded = model.prelude_forward(ids, start, &mut pending);
+
+        let mut trackers = vec![ExitTracker::new(criterion, vocab); s];
+        let mut records: Vec<Vec<IterationRecord>> = vec![Vec::new(); s];
+        let mut logits: Option<Vec<f32>> = None;
+        let mut iterations = 0;
+        let mut exit = if criterion == ExitCriterion::None { Exit::Fixed } else { Exit::MaxSteps };
+        for iteration in 0..max_steps {
+            let previous = state;
+            state = model.core_forward(previous.clone(), embedded.clone(), iteration, start, &mut pending);
+            iterations = iteration + 1;
+            logits = match need_lens {
+                true => Some(read(model.coda_forward(state.clone(), start, &mut pending)).await?),
+                false => None,
+            };
+            let latents = match need_latents {
+                true => Some(read(latent_steps(&previous, &state)).await?),
+                false => None,
+            };
+            let states = match record.states {
+                true => Some(read(state.clone()).await?),
+                false => None,
+            };
+            let normed = match record.normed {
+                true => Some(read(model.ln_f.forward(state.clone())).await?),
+                false => None,
+            };
+            let mut last_value = None;
+            for p in 0..s {
+                let lens = logits.as_ref().map(|l| &l[p * vocab..(p + 1) * vocab]);
+                let latent = latents.as_ref().map(|l| LatentStep {
+                    delta: l[4 * p],
+                    norm: l[4 * p + 1],
+                    prev_norm: l[4 * p + 2],
+                    dot: l[4 * p + 3],
+                });
+                let value = trackers[p].observe(lens, latent);
+                last_value = value;
+                if recording {
+                    let row = |v: &Vec<f32>| v[p * e..(p + 1) * e].to_vec();
+                    records[p].push(IterationRecord {
+                        state: states.as_ref().map(row),
+                        normed: normed.as_ref().map(row),
+                        delta: latent.filter(|_| record.deltas).map(|l| l.delta),
+                        norm: latent.filter(|_| record.deltas).map(|l| l.norm),
+                        exit_value: value.filter(|_| record.exit_values),
+                        lens: lens.filter(|_| record.lens_top_k > 0).map(|r| top_tokens(r, record.lens_top_k)),
+                    });
+                }
+            }
+            if iterations >= settings.min_steps && criterion.is_met(last_value) {
+                exit = Exit::Converged;
+                break;
+            }
+        }
+        // The lens of the last iteration is the output; without a lens, run the coda once now.
+        let logits = match logits {
+            Some(l) => l,
+            None => read(model.coda_forward(state.clone(), start, &mut pending)).await?,
+        };
+        let writes = pending.finish();
+        self.cache.commit(writes, iterations);
+        self.last_state = Some(state.narrow(1, s - 1, 1));
+
+        let last_logits = logits[(s - 1) * vocab..].to_vec();
+        let next = self.trace.settings.sampling.pick(&last_logits, &mut self.rng);
+        if start == 0 {
+            self.trace.prompt_len = s;
+        }
+        for (p, steps) in records.into_iter().enumerate() {
+            self.trace.positions.push(PositionTrace {
+                position: start + p,
+                token: tokens[p],
+                next: (p == s - 1).then_some(next),
+                iterations,
+                exit,
+                steps,
+            });
+        }
+        Ok(Step { next, logits: last_logits })
+    }
+}
+
+/// Per position: [|s - prev|, |s|, |prev|, <s, prev>] as [1, positions, 4].
+fn latent_steps<B: Backend>(previous: &Tensor<B, 3>, state: &Tensor<B, 3>) -> Tensor<B, 3> {
+    let norm = |t: Tensor<B, 3>| t.powi_scalar(2).sum_dim(2).sqrt();
+    let delta = norm(state.clone() - previous.clone());
+    let dot = (state.clone() * previous.clone()).sum_dim(2);
+    Tensor::cat(vec![delta, norm(state.clone()), norm(previous.clone()), dot], 2)
+}
+
+/// Reads a tensor back to the host; asynchronous because WebGPU cannot block.
+pub async fn read<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Result<Vec<f32>> {
+    let data = tensor.into_data_async().await.map_err(|e| EngineError::Readback(format!("{e:?}")))?;
+    data.convert::<f32>().into_vec::<f32>().map_err(|e| EngineError::Readback(format!("{e:?}")))
+}

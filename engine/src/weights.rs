@@ -1,0 +1,148 @@
+//! Reading Hugging Face safetensors checkpoints: one file or an index with shards, f32/bf16/f16.
+
+use std::collections::HashMap;
+
+use safetensors::{Dtype, SafeTensors};
+use serde::Deserialize;
+
+use crate::error::{EngineError, Result};
+
+/// The name of the single-file checkpoint and of the shard index, as `save_pretrained` writes them.
+pub const SINGLE_FILE: &str = "model.safetensors";
+pub const INDEX_FILE: &str = "model.safetensors.index.json";
+
+/// A tensor converted to f32 on the host, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+/// The raw bytes of every safetensors file of a checkpoint, and which file holds each tensor.
+pub struct Checkpoint {
+    files: Vec<(String, Vec<u8>)>,
+    location: HashMap<String, usize>,
+}
+
+#[derive(Deserialize)]
+struct ShardIndex {
+    weight_map: HashMap<String, String>,
+}
+
+impl Checkpoint {
+    /// Builds a checkpoint from files already in memory (the browser's path). `files` holds
+    /// either `model.safetensors`, or `model.safetensors.index.json` and the shards it names.
+    pub fn from_files(mut files: HashMap<String, Vec<u8>>) -> Result<Self> {
+        let names: Vec<String> = if let Some(index) = files.remove(INDEX_FILE) {
+            let index: ShardIndex =
+                serde_json::from_slice(&index).map_err(|e| EngineError::Weights {
+                    file: INDEX_FILE.into(),
+                    message: e.to_string(),
+                })?;
+            let mut shards: Vec<String> = index.weight_map.into_values().collect();
+            shards.sort();
+            shards.dedup();
+            shards
+        } else {
+            vec![SINGLE_FILE.to_string()]
+        };
+        let mut checkpoint = Checkpoint { files: Vec::new(), location: HashMap::new() };
+        for name in names {
+            let bytes = files.remove(&name).ok_or_else(|| EngineError::Weights {
+                file: name.clone(),
+                message: "file is missing".into(),
+            })?;
+            checkpoint.add_file(name, bytes)?;
+        }
+        Ok(checkpoint)
+    }
+
+    fn add_file(&mut self, name: String, bytes: Vec<u8>) -> Result<()> {
+        let parsed = SafeTensors::deserialize(&bytes).map_err(|e| EngineError::Weights {
+            file: name.clone(),
+            message: format!("not a valid safetensors file ({e})"),
+        })?;
+        let index = self.files.len();
+        for tensor in parsed.names() {
+            self.location.insert(tensor.to_string(), index);
+        }
+        self.files.push((name, bytes));
+        Ok(())
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.location.contains_key(name)
+    }
+
+    /// Loads one tensor as f32, checking its shape against `expected`.
+    pub fn tensor(&self, name: &str, expected: &[usize]) -> Result<HostTensor> {
+        let tensor = self.tensor_any_shape(name)?;
+        if tensor.shape != expected {
+            return Err(EngineError::Tensor {
+                name: name.into(),
+                message: format!("has shape {:?}, the config implies {:?}", tensor.shape, expected),
+            });
+        }
+        Ok(tensor)
+    }
+
+    /// Loads one tensor as f32 whatever its shape.
+    pub fn tensor_any_shape(&self, name: &str) -> Result<HostTensor> {
+        let &index = self
+            .location
+            .get(name)
+            .ok_or_else(|| EngineError::MissingTensor { name: name.into() })?;
+        let (file, bytes) = &self.files[index];
+        let parsed = SafeTensors::deserialize(bytes).map_err(|e| EngineError::Weights {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        let view = parsed.tensor(name).map_err(|e| EngineError::Tensor {
+            name: name.into(),
+            message: e.to_string(),
+        })?;
+        let values = to_f32(view.dtype(), view.data()).map_err(|message| EngineError::Tensor {
+            name: name.into(),
+            message,
+        })?;
+        Ok(HostTensor { shape: view.shape().to_vec(), values })
+    }
+}
+
+/// Reads the weight files of a checkpoint folder: the single file, or the index and its shards.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_weight_files(dir: &std::path::Path) -> Result<HashMap<String, Vec<u8>>> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read(&path).map_err(|source| EngineError::Io { path: path.display().to_string(), source })
+    };
+    let mut files = HashMap::new();
+    if dir.join(INDEX_FILE).exists() {
+        let index_bytes = read(INDEX_FILE)?;
+        let index: ShardIndex = serde_json::from_slice(&index_bytes)
+            .map_err(|e| EngineError::Weights { file: INDEX_FILE.into(), message: e.to_string() })?;
+        for shard in index.weight_map.values() {
+            if !files.contains_key(shard) {
+                files.insert(shard.clone(), read(shard)?);
+            }
+        }
+        files.insert(INDEX_FILE.to_string(), index_bytes);
+    } else {
+        files.insert(SINGLE_FILE.to_string(), read(SINGLE_FILE)?);
+    }
+    Ok(files)
+}
+
+/// Converts little-endian bytes of a floating-point dtype to f32.
+pub fn to_f32(dtype: Dtype, data: &[u8]) -> Result<Vec<f32>, String> {
+    let pairs = || data.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    match dtype {
+        Dtype::F32 => Ok(data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()),
+        Dtype::BF16 => Ok(pairs().map(|bits| half::bf16::from_bits(bits).to_f32()).collect()),
+        Dtype::F16 => Ok(pairs().map(|bits| half::f16::from_bits(bits).to_f32()).collect()),
+        other => Err(format!("has dtype {other:?}; only F32, BF16 and F16 weights can be loaded")),
+    }
+}
