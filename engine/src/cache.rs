@@ -159,3 +159,64 @@ impl<B: Backend> KvMemory<B> for Pending<'_, B> {
         self.writes.insert(slot, kv);
     }
 }
+
+#[cfg(all(test, feature = "ndarray"))]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+    use burn::tensor::{Tensor, TensorData};
+
+    type B = NdArray;
+    const LAYERS: LayerCounts = LayerCounts { prelude: 1, core: 2, coda: 1 };
+
+    /// One position's entry whose every value is `code`.
+    fn entry(code: f32) -> Kv<B> {
+        let t = Tensor::<B, 4>::from_data(TensorData::new(vec![code; 2], [1, 1, 1, 2]), &Default::default());
+        Kv { k: t.clone(), v: t }
+    }
+
+    /// Commits one position that ran `iterations`; core entries are coded 100*pos + 10*iteration + layer.
+    fn commit(cache: &mut KvCache<B>, pos: usize, iterations: usize) {
+        let mut pending = cache.pending();
+        pending.write(Slot::Prelude(0), entry(-1.0));
+        for iteration in 0..iterations {
+            for layer in 0..2 {
+                pending.write(Slot::Core { iteration, layer }, entry((100 * pos + 10 * iteration + layer) as f32));
+            }
+        }
+        pending.write(Slot::Coda(0), entry(-2.0));
+        let writes = pending.finish();
+        cache.commit(writes, iterations);
+    }
+
+    fn keys(cache: &KvCache<B>, iteration: usize, layer: usize) -> Vec<f32> {
+        let kv = cache.read(Slot::Core { iteration, layer }).unwrap();
+        kv.k.into_data().to_vec::<f32>().unwrap().chunks(2).map(|c| c[0]).collect()
+    }
+
+    #[test]
+    fn shallow_positions_show_their_latest_iteration_of_the_same_layer() {
+        let mut cache = KvCache::new(LAYERS);
+        commit(&mut cache, 0, 2);
+        commit(&mut cache, 1, 4);
+        commit(&mut cache, 2, 1);
+        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.iterations(), 4);
+        assert_eq!(keys(&cache, 0, 0), vec![0.0, 100.0, 200.0]);
+        assert_eq!(keys(&cache, 1, 1), vec![11.0, 111.0, 201.0]);
+        assert_eq!(keys(&cache, 3, 1), vec![11.0, 131.0, 201.0]);
+        // Deeper than any position went: everyone's latest entry.
+        assert_eq!(keys(&cache, 9, 0), vec![10.0, 130.0, 200.0]);
+    }
+
+    #[test]
+    fn a_deeper_position_reads_materialised_entries_of_shallower_ones() {
+        let mut cache = KvCache::new(LAYERS);
+        commit(&mut cache, 0, 1);
+        let pending = cache.pending();
+        let past = pending.past(Slot::Core { iteration: 5, layer: 1 }).unwrap();
+        assert_eq!(past.k.into_data().to_vec::<f32>().unwrap(), vec![1.0, 1.0]);
+        assert!(pending.past(Slot::Prelude(0)).is_some());
+        assert_eq!(cache.bytes(), (2 + 2 * 1) * 2 * 4 * 2);
+    }
+}

@@ -13,7 +13,8 @@ pub struct Sampling {
     pub temperature: f32,
     /// Keep the k most likely tokens; 0 keeps all.
     pub top_k: usize,
-    /// Keep the smallest set whose probability reaches p; 1 keeps all.
+    /// Keep the most likely tokens while their cumulative probability stays within p (the top
+    /// token always stays); 1 keeps all.
     pub top_p: f32,
     /// Drop tokens below min_p times the top probability; 0 keeps all.
     pub min_p: f32,
@@ -115,8 +116,9 @@ mod tests {
         assert!(counts(base, &logits, 4000).iter().all(|&c| c > 0));
         let top_k = counts(Sampling { top_k: 2, ..base }, &logits, 2000);
         assert_eq!((top_k[2], top_k[3]), (0, 0));
-        // p = [0.64, 0.24, 0.09, 0.03]: top-p 0.8 keeps the first two.
-        let top_p = counts(Sampling { top_p: 0.8, ..base }, &logits, 2000);
+        // p = [0.64, 0.24, 0.09, 0.03], cumulative [0.64, 0.88, 0.97, 1]: as in the reference, a
+        // token stays while the cumulative probability up to and including it is within top-p.
+        let top_p = counts(Sampling { top_p: 0.9, ..base }, &logits, 2000);
         assert_eq!((top_p[2], top_p[3]), (0, 0));
         assert!(top_p[1] > 0);
         // min-p 0.2 drops everything below 0.128.

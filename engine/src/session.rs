@@ -166,6 +166,7 @@ impl<'m, B: Backend> Session<'m, B> {
             }
         };
 
+        let (initial_states, initial_normed) = snapshot(model, &state, record).await?;
         let mut pending = self.cache.pending();
         let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
         let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, s]), &device);
@@ -188,14 +189,7 @@ impl<'m, B: Backend> Session<'m, B> {
                 true => Some(read(latent_steps(&previous, &state)).await?),
                 false => None,
             };
-            let states = match record.states {
-                true => Some(read(state.clone()).await?),
-                false => None,
-            };
-            let normed = match record.normed {
-                true => Some(read(model.ln_f.forward(state.clone())).await?),
-                false => None,
-            };
+            let (states, normed) = snapshot(model, &state, record).await?;
             let mut last_value = None;
             for p in 0..s {
                 let lens = logits.as_ref().map(|l| &l[p * vocab..(p + 1) * vocab]);
@@ -245,11 +239,30 @@ impl<'m, B: Backend> Session<'m, B> {
                 next: (p == s - 1).then_some(next),
                 iterations,
                 exit,
+                initial_state: initial_states.as_ref().map(|v| v[p * e..(p + 1) * e].to_vec()),
+                initial_normed: initial_normed.as_ref().map(|v| v[p * e..(p + 1) * e].to_vec()),
                 steps,
             });
         }
         Ok(Step { next, logits: last_logits })
     }
+}
+
+/// Host copies of the state and of ln_f(state), as far as `record` asks for them.
+async fn snapshot<B: Backend>(
+    model: &RecurrentModel<B>,
+    state: &Tensor<B, 3>,
+    record: Record,
+) -> Result<(Option<Vec<f32>>, Option<Vec<f32>>)> {
+    let raw = match record.states {
+        true => Some(read(state.clone()).await?),
+        false => None,
+    };
+    let normed = match record.normed {
+        true => Some(read(model.ln_f.forward(state.clone())).await?),
+        false => None,
+    };
+    Ok((raw, normed))
 }
 
 /// Per position: [|s - prev|, |s|, |prev|, <s, prev>] as [1, positions, 4].

@@ -55,6 +55,12 @@ pub struct PositionTrace {
     pub next: Option<u32>,
     pub iterations: usize,
     pub exit: Exit,
+    /// s_0, recorded with `states`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_state: Option<Vec<f32>>,
+    /// ln_f(s_0), recorded with `normed`: where the trajectory starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_normed: Option<Vec<f32>>,
     /// One record per iteration run (empty when nothing is recorded).
     pub steps: Vec<IterationRecord>,
 }
