@@ -57,7 +57,13 @@ pub struct KvCache<B: Backend> {
 
 impl<B: Backend> KvCache<B> {
     pub fn new(layers: LayerCounts) -> Self {
-        Self { layers, prelude: Vec::new(), core: Vec::new(), coda: Vec::new(), len: 0 }
+        Self {
+            layers,
+            prelude: Vec::new(),
+            core: Vec::new(),
+            coda: Vec::new(),
+            len: 0,
+        }
     }
 
     /// Number of committed positions.
@@ -76,7 +82,11 @@ impl<B: Backend> KvCache<B> {
 
     /// Bytes of keys and values held, at 4 bytes a value.
     pub fn bytes(&self) -> usize {
-        let all = self.prelude.iter().chain(self.core.iter().flatten()).chain(self.coda.iter());
+        let all = self
+            .prelude
+            .iter()
+            .chain(self.core.iter().flatten())
+            .chain(self.coda.iter());
         all.map(|kv| 2 * 4 * kv.k.shape().num_elements()).sum()
     }
 
@@ -84,16 +94,21 @@ impl<B: Backend> KvCache<B> {
         match slot {
             Slot::Prelude(j) => self.prelude.get(j).cloned(),
             // Past the deepest iteration, every earlier position's latest entry is the last one.
-            Slot::Core { iteration, layer } => {
-                self.core.get(iteration).or(self.core.last()).map(|layers| layers[layer].clone())
-            }
+            Slot::Core { iteration, layer } => self
+                .core
+                .get(iteration)
+                .or(self.core.last())
+                .map(|layers| layers[layer].clone()),
             Slot::Coda(j) => self.coda.get(j).cloned(),
         }
     }
 
     /// Starts processing new positions: reads see the committed cache, writes are held aside.
     pub fn pending(&self) -> Pending<'_, B> {
-        Pending { cache: self, writes: HashMap::new() }
+        Pending {
+            cache: self,
+            writes: HashMap::new(),
+        }
     }
 
     /// Appends the positions of `writes`, which ran `iterations` core iterations. Slots deeper
@@ -102,7 +117,9 @@ impl<B: Backend> KvCache<B> {
     pub fn commit(&mut self, writes: Writes<B>, iterations: usize) {
         let Writes(mut writes) = writes;
         let mut take = |slot: Slot| {
-            writes.remove(&slot).expect("every layer application leaves its keys and values")
+            writes
+                .remove(&slot)
+                .expect("every layer application leaves its keys and values")
         };
         let join = |old: Option<Kv<B>>, new: Kv<B>| match old {
             Some(old) => old.append(&new),
@@ -110,7 +127,9 @@ impl<B: Backend> KvCache<B> {
         };
         let own: Vec<Vec<Kv<B>>> = (0..iterations)
             .map(|iteration| {
-                (0..self.layers.core).map(|layer| take(Slot::Core { iteration, layer })).collect()
+                (0..self.layers.core)
+                    .map(|layer| take(Slot::Core { iteration, layer }))
+                    .collect()
             })
             .collect();
         let new_positions = own[0][0].len();
@@ -119,15 +138,21 @@ impl<B: Backend> KvCache<B> {
             .map(|iteration| {
                 let source = &own[iteration.min(iterations - 1)];
                 (0..self.layers.core)
-                    .map(|layer| join(self.read(Slot::Core { iteration, layer }), source[layer].clone()))
+                    .map(|layer| {
+                        join(
+                            self.read(Slot::Core { iteration, layer }),
+                            source[layer].clone(),
+                        )
+                    })
                     .collect()
             })
             .collect();
         let prelude = (0..self.layers.prelude)
             .map(|j| join(self.read(Slot::Prelude(j)), take(Slot::Prelude(j))))
             .collect();
-        let coda =
-            (0..self.layers.coda).map(|j| join(self.read(Slot::Coda(j)), take(Slot::Coda(j)))).collect();
+        let coda = (0..self.layers.coda)
+            .map(|j| join(self.read(Slot::Coda(j)), take(Slot::Coda(j))))
+            .collect();
         self.prelude = prelude;
         self.core = core;
         self.coda = coda;
@@ -167,11 +192,18 @@ mod tests {
     use burn::tensor::{Tensor, TensorData};
 
     type B = NdArray;
-    const LAYERS: LayerCounts = LayerCounts { prelude: 1, core: 2, coda: 1 };
+    const LAYERS: LayerCounts = LayerCounts {
+        prelude: 1,
+        core: 2,
+        coda: 1,
+    };
 
     /// One position's entry whose every value is `code`.
     fn entry(code: f32) -> Kv<B> {
-        let t = Tensor::<B, 4>::from_data(TensorData::new(vec![code; 2], [1, 1, 1, 2]), &Default::default());
+        let t = Tensor::<B, 4>::from_data(
+            TensorData::new(vec![code; 2], [1, 1, 1, 2]),
+            &Default::default(),
+        );
         Kv { k: t.clone(), v: t }
     }
 
@@ -181,7 +213,10 @@ mod tests {
         pending.write(Slot::Prelude(0), entry(-1.0));
         for iteration in 0..iterations {
             for layer in 0..2 {
-                pending.write(Slot::Core { iteration, layer }, entry((100 * pos + 10 * iteration + layer) as f32));
+                pending.write(
+                    Slot::Core { iteration, layer },
+                    entry((100 * pos + 10 * iteration + layer) as f32),
+                );
             }
         }
         pending.write(Slot::Coda(0), entry(-2.0));
@@ -191,7 +226,12 @@ mod tests {
 
     fn keys(cache: &KvCache<B>, iteration: usize, layer: usize) -> Vec<f32> {
         let kv = cache.read(Slot::Core { iteration, layer }).unwrap();
-        kv.k.into_data().to_vec::<f32>().unwrap().chunks(2).map(|c| c[0]).collect()
+        kv.k.into_data()
+            .to_vec::<f32>()
+            .unwrap()
+            .chunks(2)
+            .map(|c| c[0])
+            .collect()
     }
 
     #[test]
@@ -214,7 +254,12 @@ mod tests {
         let mut cache = KvCache::new(LAYERS);
         commit(&mut cache, 0, 1);
         let pending = cache.pending();
-        let past = pending.past(Slot::Core { iteration: 5, layer: 1 }).unwrap();
+        let past = pending
+            .past(Slot::Core {
+                iteration: 5,
+                layer: 1,
+            })
+            .unwrap();
         assert_eq!(past.k.into_data().to_vec::<f32>().unwrap(), vec![1.0, 1.0]);
         assert!(pending.past(Slot::Prelude(0)).is_some());
         assert_eq!(cache.bytes(), (2 + 2 * 1) * 2 * 4 * 2);

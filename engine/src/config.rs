@@ -80,7 +80,10 @@ impl ModelConfig {
         for (name, value) in [
             ("n_embd", self.n_embd),
             ("n_heads", self.n_heads),
-            ("n_layers_in_recurrent_block", self.n_layers_in_recurrent_block),
+            (
+                "n_layers_in_recurrent_block",
+                self.n_layers_in_recurrent_block,
+            ),
             ("intermediate_size", self.intermediate_size),
             ("padded_vocab_size", self.padded_vocab_size),
             ("block_size", self.block_size),
@@ -96,7 +99,10 @@ impl ModelConfig {
             ));
         }
         if self.head_dim() % 2 != 0 {
-            return fail(format!("head dimension {} must be even for RoPE", self.head_dim()));
+            return fail(format!(
+                "head dimension {} must be even for RoPE",
+                self.head_dim()
+            ));
         }
         if let Some(kv) = self.num_key_value_heads {
             if kv != self.n_heads {

@@ -25,7 +25,11 @@ pub enum EngineError {
     #[error("the prompt is empty")]
     EmptyPrompt,
     #[error("token id {id} at position {position} is outside the vocabulary of {vocab} tokens")]
-    UnknownToken { id: u32, position: usize, vocab: usize },
+    UnknownToken {
+        id: u32,
+        position: usize,
+        vocab: usize,
+    },
     #[error("the context of {context} tokens is full")]
     ContextFull { context: usize },
     #[error("invalid setting: {0}")]

@@ -28,7 +28,10 @@ pub enum ExitCriterion {
 impl ExitCriterion {
     /// Whether the criterion reads the logit lens (and so needs the coda at every iteration).
     pub fn needs_lens(&self) -> bool {
-        matches!(self, Self::Kl { .. } | Self::EntropyDiff { .. } | Self::ArgmaxStable { .. })
+        matches!(
+            self,
+            Self::Kl { .. } | Self::EntropyDiff { .. } | Self::ArgmaxStable { .. }
+        )
     }
 
     /// Whether the criterion reads the raw states of consecutive iterations.
@@ -75,14 +78,20 @@ impl FromStr for ExitCriterion {
         let default = Self::with_default(kind).ok_or_else(|| {
             bad("unknown kind; use none, kl, latent-diff, entropy-diff, cosine or argmax".into())
         })?;
-        let Some(value) = value else { return Ok(default) };
+        let Some(value) = value else {
+            return Ok(default);
+        };
         Ok(match default {
             Self::None => return Err(bad("`none` takes no threshold".into())),
             Self::ArgmaxStable { .. } => Self::ArgmaxStable {
-                steps: value.parse().map_err(|_| bad("argmax takes a whole number of steps".into()))?,
+                steps: value
+                    .parse()
+                    .map_err(|_| bad("argmax takes a whole number of steps".into()))?,
             },
             _ => {
-                let threshold: f32 = value.parse().map_err(|_| bad("threshold is not a number".into()))?;
+                let threshold: f32 = value
+                    .parse()
+                    .map_err(|_| bad("threshold is not a number".into()))?;
                 if !(threshold.is_finite() && threshold >= 0.0) {
                     return Err(bad("threshold must be a finite non-negative number".into()));
                 }
@@ -141,12 +150,22 @@ impl ExitTracker {
         } else {
             Vec::new()
         };
-        Self { criterion, prev_log_probs, prev_entropy: None, prev_argmax: None, stable_for: 0 }
+        Self {
+            criterion,
+            prev_log_probs,
+            prev_entropy: None,
+            prev_argmax: None,
+            stable_for: 0,
+        }
     }
 
     /// The criterion value after an iteration, from the lens logits and/or the latent step that
     /// the criterion needs. `None` when the value does not exist yet (entropy change at step 1).
-    pub fn observe(&mut self, lens_logits: Option<&[f32]>, latent: Option<LatentStep>) -> Option<f32> {
+    pub fn observe(
+        &mut self,
+        lens_logits: Option<&[f32]>,
+        latent: Option<LatentStep>,
+    ) -> Option<f32> {
         match self.criterion {
             ExitCriterion::None => None,
             ExitCriterion::Kl { .. } => {
@@ -168,7 +187,11 @@ impl ExitTracker {
             }
             ExitCriterion::ArgmaxStable { .. } => {
                 let top = argmax(lens_logits?);
-                self.stable_for = if self.prev_argmax == Some(top) { self.stable_for + 1 } else { 0 };
+                self.stable_for = if self.prev_argmax == Some(top) {
+                    self.stable_for + 1
+                } else {
+                    0
+                };
                 self.prev_argmax = Some(top);
                 Some(self.stable_for as f32)
             }
@@ -181,13 +204,21 @@ impl ExitTracker {
 /// log softmax in f64 (vocabularies of 65k make f32 sums lose digits).
 pub fn log_softmax(logits: &[f32]) -> Vec<f64> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let log_sum = logits.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln() + max;
+    let log_sum = logits
+        .iter()
+        .map(|&x| (x as f64 - max).exp())
+        .sum::<f64>()
+        .ln()
+        + max;
     logits.iter().map(|&x| x as f64 - log_sum).collect()
 }
 
 /// Entropy (nats) of softmax(logits).
 pub fn entropy(logits: &[f32]) -> f64 {
-    log_softmax(logits).iter().map(|&lp| if lp.is_finite() { -lp.exp() * lp } else { 0.0 }).sum()
+    log_softmax(logits)
+        .iter()
+        .map(|&lp| if lp.is_finite() { -lp.exp() * lp } else { 0.0 })
+        .sum()
 }
 
 /// Index of the largest logit (the first one on ties).
@@ -195,7 +226,13 @@ pub fn argmax(logits: &[f32]) -> usize {
     logits
         .iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best })
+        .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {
+            if x > best.1 {
+                (i, x)
+            } else {
+                best
+            }
+        })
         .0
 }
 
@@ -205,14 +242,36 @@ mod tests {
 
     #[test]
     fn parses_kinds_and_thresholds() {
-        assert_eq!("kl:1e-3".parse::<ExitCriterion>().unwrap(), ExitCriterion::Kl { threshold: 1e-3 });
-        assert_eq!("latent-diff".parse::<ExitCriterion>().unwrap(), ExitCriterion::LatentDiff { threshold: 0.03 });
-        assert_eq!("argmax:7".parse::<ExitCriterion>().unwrap(), ExitCriterion::ArgmaxStable { steps: 7 });
-        assert_eq!("none".parse::<ExitCriterion>().unwrap(), ExitCriterion::None);
+        assert_eq!(
+            "kl:1e-3".parse::<ExitCriterion>().unwrap(),
+            ExitCriterion::Kl { threshold: 1e-3 }
+        );
+        assert_eq!(
+            "latent-diff".parse::<ExitCriterion>().unwrap(),
+            ExitCriterion::LatentDiff { threshold: 0.03 }
+        );
+        assert_eq!(
+            "argmax:7".parse::<ExitCriterion>().unwrap(),
+            ExitCriterion::ArgmaxStable { steps: 7 }
+        );
+        assert_eq!(
+            "none".parse::<ExitCriterion>().unwrap(),
+            ExitCriterion::None
+        );
         for bad in ["kl:x", "foo", "argmax:1.5", "none:3", "kl:-1", "cosine:nan"] {
-            assert!(bad.parse::<ExitCriterion>().is_err(), "{bad} should be refused");
+            assert!(
+                bad.parse::<ExitCriterion>().is_err(),
+                "{bad} should be refused"
+            );
         }
-        for c in ["kl:0.001", "cosine:0.5", "argmax:3", "none", "entropy-diff:0.01", "latent-diff:0.03"] {
+        for c in [
+            "kl:0.001",
+            "cosine:0.5",
+            "argmax:3",
+            "none",
+            "entropy-diff:0.01",
+            "latent-diff:0.03",
+        ] {
             assert_eq!(c.parse::<ExitCriterion>().unwrap().to_string(), c);
         }
     }
@@ -234,7 +293,10 @@ mod tests {
         let mut t = ExitTracker::new(ExitCriterion::ArgmaxStable { steps: 2 }, 3);
         let a = [0.0f32, 1.0, 0.0];
         let b = [2.0f32, 1.0, 0.0];
-        let seen: Vec<f32> = [a, a, a, b, b].iter().map(|l| t.observe(Some(l), None).unwrap()).collect();
+        let seen: Vec<f32> = [a, a, a, b, b]
+            .iter()
+            .map(|l| t.observe(Some(l), None).unwrap())
+            .collect();
         assert_eq!(seen, vec![0.0, 1.0, 2.0, 0.0, 1.0]);
     }
 }

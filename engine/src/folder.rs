@@ -20,12 +20,21 @@ pub struct LoadedModel<B: Backend> {
 }
 
 /// Builds a model from the folder's files, already in memory (file name -> bytes).
-pub fn load_files<B: Backend>(mut files: HashMap<String, Vec<u8>>, device: &B::Device) -> Result<LoadedModel<B>> {
-    let config = files.remove(CONFIG_FILE).ok_or_else(|| EngineError::Config("config.json is missing".into()))?;
+pub fn load_files<B: Backend>(
+    mut files: HashMap<String, Vec<u8>>,
+    device: &B::Device,
+) -> Result<LoadedModel<B>> {
+    let config = files
+        .remove(CONFIG_FILE)
+        .ok_or_else(|| EngineError::Config("config.json is missing".into()))?;
     let config = ModelConfig::from_json(
-        std::str::from_utf8(&config).map_err(|_| EngineError::Config("config.json is not UTF-8 text".into()))?,
+        std::str::from_utf8(&config)
+            .map_err(|_| EngineError::Config("config.json is not UTF-8 text".into()))?,
     )?;
-    let tokenizer = files.remove(TOKENIZER_FILE).map(|t| Tokenizer::from_bytes(&t)).transpose()?;
+    let tokenizer = files
+        .remove(TOKENIZER_FILE)
+        .map(|t| Tokenizer::from_bytes(&t))
+        .transpose()?;
     let checkpoint = Checkpoint::from_files(files)?;
     let model = RecurrentModel::load(&config, &checkpoint, device)?;
     Ok(LoadedModel { model, tokenizer })
@@ -38,8 +47,10 @@ pub fn load_dir<B: Backend>(dir: &std::path::Path, device: &B::Device) -> Result
     for name in [CONFIG_FILE, TOKENIZER_FILE] {
         let path = dir.join(name);
         if name == CONFIG_FILE || path.exists() {
-            let bytes = std::fs::read(&path)
-                .map_err(|source| EngineError::Io { path: path.display().to_string(), source })?;
+            let bytes = std::fs::read(&path).map_err(|source| EngineError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
             files.insert(name.to_string(), bytes);
         }
     }

@@ -51,9 +51,10 @@ impl ArrayCheck {
 
 impl GoldenCase {
     pub fn from_bytes(golden: &[u8], manifest: &[u8]) -> Result<Self> {
-        let manifest: Manifest =
-            serde_json::from_slice(manifest).map_err(|e| EngineError::Golden(format!("manifest.json: {e}")))?;
-        let file = SafeTensors::deserialize(golden).map_err(|e| EngineError::Golden(e.to_string()))?;
+        let manifest: Manifest = serde_json::from_slice(manifest)
+            .map_err(|e| EngineError::Golden(format!("manifest.json: {e}")))?;
+        let file =
+            SafeTensors::deserialize(golden).map_err(|e| EngineError::Golden(e.to_string()))?;
         let mut input_ids = Vec::new();
         let mut init_state = Vec::new();
         let mut expected = BTreeMap::new();
@@ -84,14 +85,22 @@ impl GoldenCase {
                 manifest.seq_len
             )));
         }
-        Ok(Self { manifest, input_ids, init_state, expected })
+        Ok(Self {
+            manifest,
+            input_ids,
+            init_state,
+            expected,
+        })
     }
 
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open(dir: &std::path::Path) -> Result<Self> {
         let read = |name: &str| {
             let path = dir.join(name);
-            std::fs::read(&path).map_err(|source| EngineError::Io { path: path.display().to_string(), source })
+            std::fs::read(&path).map_err(|source| EngineError::Io {
+                path: path.display().to_string(),
+                source,
+            })
         };
         Self::from_bytes(&read("golden.safetensors")?, &read("manifest.json")?)
     }
@@ -101,9 +110,9 @@ impl GoldenCase {
         let computed = self.reproduce(model).await?;
         let mut checks = Vec::new();
         for (name, expected) in &self.expected {
-            let got = computed
-                .get(name)
-                .ok_or_else(|| EngineError::Golden(format!("array `{name}` is not one the engine knows")))?;
+            let got = computed.get(name).ok_or_else(|| {
+                EngineError::Golden(format!("array `{name}` is not one the engine knows"))
+            })?;
             if got.len() != expected.len() {
                 return Err(EngineError::Golden(format!(
                     "array `{name}` has {} values, the engine computed {}",
@@ -111,18 +120,36 @@ impl GoldenCase {
                     got.len()
                 )));
             }
-            let max_abs_error = got.iter().zip(expected).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            checks.push(ArrayCheck { name: name.clone(), max_abs_error, tolerance: TOLERANCE });
+            let max_abs_error = got
+                .iter()
+                .zip(expected)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            checks.push(ArrayCheck {
+                name: name.clone(),
+                max_abs_error,
+                tolerance: TOLERANCE,
+            });
         }
         Ok(checks)
     }
 
     /// The engine's version of every array the reference writes.
-    pub async fn reproduce<B: Backend>(&self, model: &RecurrentModel<B>) -> Result<BTreeMap<String, Vec<f32>>> {
+    pub async fn reproduce<B: Backend>(
+        &self,
+        model: &RecurrentModel<B>,
+    ) -> Result<BTreeMap<String, Vec<f32>>> {
         let config = &model.config;
-        let (s, e, r) = (self.manifest.seq_len, config.n_embd, self.manifest.num_steps);
+        let (s, e, r) = (
+            self.manifest.seq_len,
+            config.n_embd,
+            self.manifest.num_steps,
+        );
         if self.init_state.len() != s * e {
-            return Err(EngineError::Golden(format!("init_state holds {} values, [{s}, {e}] expected", self.init_state.len())));
+            return Err(EngineError::Golden(format!(
+                "init_state holds {} values, [{s}, {e}] expected",
+                self.init_state.len()
+            )));
         }
         let device = model.device();
         let mut out = BTreeMap::new();
@@ -132,7 +159,8 @@ impl GoldenCase {
         let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, s]), &device);
         let embedded = model.prelude_forward(ids, 0, &mut NoMemory);
         out.insert("prelude_out".into(), read(embedded.clone()).await?);
-        let mut state = Tensor::<B, 3>::from_data(TensorData::new(self.init_state.clone(), [1, s, e]), &device);
+        let mut state =
+            Tensor::<B, 3>::from_data(TensorData::new(self.init_state.clone(), [1, s, e]), &device);
         let (mut latents, mut normed, mut lens) = (Vec::new(), Vec::new(), Vec::new());
         latents.extend(self.init_state.iter().copied());
         normed.extend(read(model.ln_f.forward(state.clone())).await?);
@@ -146,14 +174,21 @@ impl GoldenCase {
         let per_iteration = s * vocab;
         out.insert("logits".into(), lens[lens.len() - per_iteration..].to_vec());
         let last_rows = lens.chunks(per_iteration).map(|it| &it[(s - 1) * vocab..]);
-        out.insert("exit_entropy".into(), last_rows.map(|row| entropy(row) as f32).collect());
+        out.insert(
+            "exit_entropy".into(),
+            last_rows.map(|row| entropy(row) as f32).collect(),
+        );
         out.insert("latents".into(), latents);
         out.insert("latents_normed".into(), normed);
         out.insert("lens_logits".into(), lens);
 
         // Cached decoding: prefill, then one token at a time, through the generation session.
-        let settings = ThinkingSettings { steps: r, ..ThinkingSettings::default() };
-        let mut session = Session::new(model, settings, Record::default())?.with_initial_states(self.init_state.clone());
+        let settings = ThinkingSettings {
+            steps: r,
+            ..ThinkingSettings::default()
+        };
+        let mut session = Session::new(model, settings, Record::default())?
+            .with_initial_states(self.init_state.clone());
         let p = self.manifest.prefill_len;
         let mut decode = session.feed(&self.input_ids[..p]).await?.logits;
         for &token in &self.input_ids[p..] {
@@ -164,23 +199,48 @@ impl GoldenCase {
         // Exit-criterion values of the last position, as the session records them.
         for (name, exit) in [
             ("exit_kl", ExitCriterion::Kl { threshold: 0.0 }),
-            ("exit_latent_diff", ExitCriterion::LatentDiff { threshold: 0.0 }),
+            (
+                "exit_latent_diff",
+                ExitCriterion::LatentDiff { threshold: 0.0 },
+            ),
             ("exit_cosine", ExitCriterion::Cosine { threshold: 0.0 }),
         ] {
             let trace = self.exit_trace(model, exit).await?;
-            let last = trace.positions.last().expect("the session traced the sequence");
-            out.insert(name.into(), last.steps.iter().map(|step| step.exit_value.unwrap_or(f32::NAN)).collect());
+            let last = trace
+                .positions
+                .last()
+                .expect("the session traced the sequence");
+            out.insert(
+                name.into(),
+                last.steps
+                    .iter()
+                    .map(|step| step.exit_value.unwrap_or(f32::NAN))
+                    .collect(),
+            );
         }
         Ok(out)
     }
 
     /// Runs the whole sequence as one prompt for `steps` iterations under `exit`, never exiting
     /// early, recording the criterion's value after each iteration.
-    pub async fn exit_trace<B: Backend>(&self, model: &RecurrentModel<B>, exit: ExitCriterion) -> Result<crate::trace::Trace> {
+    pub async fn exit_trace<B: Backend>(
+        &self,
+        model: &RecurrentModel<B>,
+        exit: ExitCriterion,
+    ) -> Result<crate::trace::Trace> {
         let r = self.manifest.num_steps;
-        let settings = ThinkingSettings { steps: r, min_steps: r + 1, exit, ..ThinkingSettings::default() };
-        let record = Record { exit_values: true, ..Record::default() };
-        let mut session = Session::new(model, settings, record)?.with_initial_states(self.init_state.clone());
+        let settings = ThinkingSettings {
+            steps: r,
+            min_steps: r + 1,
+            exit,
+            ..ThinkingSettings::default()
+        };
+        let record = Record {
+            exit_values: true,
+            ..Record::default()
+        };
+        let mut session =
+            Session::new(model, settings, record)?.with_initial_states(self.init_state.clone());
         session.feed(&self.input_ids).await?;
         Ok(session.into_trace())
     }

@@ -32,5 +32,6 @@ pub use trace::{Record, Trace};
 /// Runs a future to completion on the calling thread (native callers of the async session).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    burn::tensor::try_read_sync(future).expect("a native backend's futures complete without an executor")
+    burn::tensor::try_read_sync(future)
+        .expect("a native backend's futures complete without an executor")
 }

@@ -10,10 +10,16 @@ use clap::{Parser, Subcommand, ValueEnum};
 use loopscope_engine::folder::load_dir;
 use loopscope_engine::golden::GoldenCase;
 use loopscope_engine::trace::Exit;
-use loopscope_engine::{block_on, EngineError, ExitCriterion, Finish, Record, Sampling, Session, ThinkingSettings};
+use loopscope_engine::{
+    block_on, EngineError, ExitCriterion, Finish, Record, Sampling, Session, ThinkingSettings,
+};
 
 #[derive(Parser)]
-#[command(name = "loopscope", version, about = "Watch a recurrent-depth language model think")]
+#[command(
+    name = "loopscope",
+    version,
+    about = "Watch a recurrent-depth language model think"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,7 +44,11 @@ struct GenerateArgs {
     #[arg(long)]
     model: PathBuf,
     /// Prompt text (needs the folder's tokenizer.json).
-    #[arg(long, conflicts_with = "prompt_ids", required_unless_present = "prompt_ids")]
+    #[arg(
+        long,
+        conflicts_with = "prompt_ids",
+        required_unless_present = "prompt_ids"
+    )]
     prompt: Option<String>,
     /// Prompt as comma-separated token ids, for folders without a tokenizer.
     #[arg(long, value_delimiter = ',')]
@@ -88,7 +98,10 @@ enum BackendChoice {
 
 fn parse_override(text: &str) -> Result<(usize, usize), String> {
     let (pos, steps) = text.split_once('=').ok_or("expected POSITION=STEPS")?;
-    Ok((pos.trim().parse().map_err(|_| "bad position")?, steps.trim().parse().map_err(|_| "bad step count")?))
+    Ok((
+        pos.trim().parse().map_err(|_| "bad position")?,
+        steps.trim().parse().map_err(|_| "bad step count")?,
+    ))
 }
 
 fn main() -> ExitCode {
@@ -117,7 +130,9 @@ fn run_wgpu(command: &Command) -> Result<ExitCode, EngineError> {
 
 #[cfg(not(feature = "wgpu"))]
 fn run_wgpu(_: &Command) -> Result<ExitCode, EngineError> {
-    Err(EngineError::Setting("this build has no wgpu backend; rebuild with `--features wgpu`".into()))
+    Err(EngineError::Setting(
+        "this build has no wgpu backend; rebuild with `--features wgpu`".into(),
+    ))
 }
 
 fn run<B: Backend>(command: &Command, device: &B::Device) -> Result<ExitCode, EngineError> {
@@ -135,9 +150,16 @@ fn golden<B: Backend>(dir: &std::path::Path, device: &B::Device) -> Result<ExitC
     for check in &checks {
         let verdict = if check.passed() { "ok" } else { "FAIL" };
         all_passed &= check.passed();
-        println!("{:<16} max abs error {:.3e} (tolerance {:.0e})  {verdict}", check.name, check.max_abs_error, check.tolerance);
+        println!(
+            "{:<16} max abs error {:.3e} (tolerance {:.0e})  {verdict}",
+            check.name, check.max_abs_error, check.tolerance
+        );
     }
-    Ok(if all_passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all_passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn generate<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<ExitCode, EngineError> {
@@ -146,7 +168,11 @@ fn generate<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<ExitC
     let tokenizer = loaded.tokenizer.as_ref();
     let prompt = match (&args.prompt, &args.prompt_ids) {
         (Some(text), _) => tokenizer
-            .ok_or_else(|| EngineError::Tokenizer("the model folder has no tokenizer.json; pass --prompt-ids".into()))?
+            .ok_or_else(|| {
+                EngineError::Tokenizer(
+                    "the model folder has no tokenizer.json; pass --prompt-ids".into(),
+                )
+            })?
             .encode(text)?,
         (None, Some(ids)) => ids.clone(),
         (None, None) => return Err(EngineError::EmptyPrompt),
@@ -158,23 +184,44 @@ fn generate<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<ExitC
         overrides: args.overrides.iter().copied().collect(),
         init_scale: args.init_scale,
         warm_start: args.warm_start,
-        sampling: Sampling { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, min_p: args.min_p },
+        sampling: Sampling {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            min_p: args.min_p,
+        },
         seed: args.seed,
     };
-    let record = if args.trace.is_some() { Record::everything(5) } else { Record::default() };
+    let record = if args.trace.is_some() {
+        Record::everything(5)
+    } else {
+        Record::default()
+    };
     let mut session = Session::new(model, settings, record)?;
-    let stop: Vec<u32> = tokenizer.and_then(|t| t.token_id("<eos>")).into_iter().collect();
+    let stop: Vec<u32> = tokenizer
+        .and_then(|t| t.token_id("<eos>"))
+        .into_iter()
+        .collect();
     let text = |id: u32| tokenizer.map_or_else(|| format!("<{id}>"), |t| t.token_text(id));
     let mut stdout = std::io::stdout();
-    let finish = block_on(session.generate(&prompt, args.max_tokens, &stop, |position| {
-        let next = position.next.expect("generate reports positions that produced a token");
-        let exit = match position.exit {
-            Exit::Converged => "converged",
-            Exit::MaxSteps => "max steps",
-            Exit::Fixed => "fixed",
-        };
-        let _ = writeln!(stdout, "{:>4} iterations  {exit:<9}  {:?}", position.iterations, text(next));
-    }))?;
+    let finish = block_on(
+        session.generate(&prompt, args.max_tokens, &stop, |position| {
+            let next = position
+                .next
+                .expect("generate reports positions that produced a token");
+            let exit = match position.exit {
+                Exit::Converged => "converged",
+                Exit::MaxSteps => "max steps",
+                Exit::Fixed => "fixed",
+            };
+            let _ = writeln!(
+                stdout,
+                "{:>4} iterations  {exit:<9}  {:?}",
+                position.iterations,
+                text(next)
+            );
+        }),
+    )?;
     let trace = session.into_trace();
     let generated: Vec<u32> = trace.generated().filter_map(|p| p.next).collect();
     if let Some(t) = tokenizer {
@@ -188,7 +235,10 @@ fn generate<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<ExitC
     eprintln!("{} tokens generated ({why})", generated.len());
     if let Some(path) = &args.trace {
         let json = serde_json::to_vec(&trace).map_err(|e| EngineError::Setting(e.to_string()))?;
-        std::fs::write(path, json).map_err(|source| EngineError::Io { path: path.display().to_string(), source })?;
+        std::fs::write(path, json).map_err(|source| EngineError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
     }
     Ok(ExitCode::SUCCESS)
 }

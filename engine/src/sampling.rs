@@ -1,7 +1,7 @@
 //! Choosing the next token from the final logits: greedy, or temperature with top-k, top-p and
 //! min-p filters applied in the reference's order.
 
-use rand::Rng;
+use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
@@ -22,7 +22,12 @@ pub struct Sampling {
 
 impl Default for Sampling {
     fn default() -> Self {
-        Self { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0 }
+        Self {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+        }
     }
 }
 
@@ -52,7 +57,10 @@ impl Sampling {
         }
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let t = self.temperature as f64;
-        let mut probs: Vec<f64> = logits.iter().map(|&x| ((x - max) as f64 / t).exp()).collect();
+        let mut probs: Vec<f64> = logits
+            .iter()
+            .map(|&x| ((x - max) as f64 / t).exp())
+            .collect();
         let total: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= total);
 
@@ -60,7 +68,10 @@ impl Sampling {
         order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
         if self.top_k > 0 && self.top_k < probs.len() {
             let kth = probs[order[self.top_k - 1]];
-            probs.iter_mut().filter(|p| **p < kth).for_each(|p| *p = 0.0);
+            probs
+                .iter_mut()
+                .filter(|p| **p < kth)
+                .for_each(|p| *p = 0.0);
         }
         if self.top_p < 1.0 {
             let mut cumulative = 0.0;
@@ -74,7 +85,10 @@ impl Sampling {
         }
         if self.min_p > 0.0 {
             let floor = self.min_p as f64 * probs[order[0]];
-            probs.iter_mut().filter(|p| **p < floor).for_each(|p| *p = 0.0);
+            probs
+                .iter_mut()
+                .filter(|p| **p < floor)
+                .for_each(|p| *p = 0.0);
         }
         let total: f64 = probs.iter().sum();
         let mut target = rng.random::<f64>() * total;
@@ -112,7 +126,10 @@ mod tests {
     #[test]
     fn filters_remove_the_tail() {
         let logits = [3.0f32, 2.0, 1.0, 0.0];
-        let base = Sampling { temperature: 1.0, ..Sampling::default() };
+        let base = Sampling {
+            temperature: 1.0,
+            ..Sampling::default()
+        };
         assert!(counts(base, &logits, 4000).iter().all(|&c| c > 0));
         let top_k = counts(Sampling { top_k: 2, ..base }, &logits, 2000);
         assert_eq!((top_k[2], top_k[3]), (0, 0));
@@ -129,7 +146,14 @@ mod tests {
     #[test]
     fn frequencies_follow_temperature() {
         let logits = [1.0f32, 0.0];
-        let c = counts(Sampling { temperature: 1.0, ..Sampling::default() }, &logits, 20000);
+        let c = counts(
+            Sampling {
+                temperature: 1.0,
+                ..Sampling::default()
+            },
+            &logits,
+            20000,
+        );
         let p = c[0] as f64 / 20000.0;
         let expected = 1.0 / (1.0 + (-1.0f64).exp());
         assert!((p - expected).abs() < 0.02, "{p} vs {expected}");

@@ -43,7 +43,11 @@ pub struct Session<'m, B: Backend> {
 }
 
 impl<'m, B: Backend> Session<'m, B> {
-    pub fn new(model: &'m RecurrentModel<B>, settings: ThinkingSettings, record: Record) -> Result<Self> {
+    pub fn new(
+        model: &'m RecurrentModel<B>,
+        settings: ThinkingSettings,
+        record: Record,
+    ) -> Result<Self> {
         settings.validate()?;
         let config = &model.config;
         let layers = LayerCounts {
@@ -57,7 +61,12 @@ impl<'m, B: Backend> Session<'m, B> {
             rng: ChaCha8Rng::seed_from_u64(settings.seed),
             last_state: None,
             given_states: None,
-            trace: Trace { settings, record, prompt_len: 0, positions: Vec::new() },
+            trace: Trace {
+                settings,
+                record,
+                prompt_len: 0,
+                positions: Vec::new(),
+            },
         })
     }
 
@@ -99,7 +108,9 @@ impl<'m, B: Backend> Session<'m, B> {
         mut on_token: impl FnMut(&PositionTrace),
     ) -> Result<Finish> {
         if max_new_tokens == 0 {
-            return Err(EngineError::Setting("max_new_tokens must be at least 1".into()));
+            return Err(EngineError::Setting(
+                "max_new_tokens must be at least 1".into(),
+            ));
         }
         let mut step = self.feed(prompt).await?;
         let mut produced = 1;
@@ -134,18 +145,35 @@ impl<'m, B: Backend> Session<'m, B> {
         }
         if start + s > config.block_size {
             return Err(if start == 0 {
-                EngineError::PromptTooLong { tokens: s, context: config.block_size }
+                EngineError::PromptTooLong {
+                    tokens: s,
+                    context: config.block_size,
+                }
             } else {
-                EngineError::ContextFull { context: config.block_size }
+                EngineError::ContextFull {
+                    context: config.block_size,
+                }
             });
         }
-        if let Some((i, &id)) = tokens.iter().enumerate().find(|(_, &id)| id as usize >= vocab) {
-            return Err(EngineError::UnknownToken { id, position: start + i, vocab });
+        if let Some((i, &id)) = tokens
+            .iter()
+            .enumerate()
+            .find(|(_, &id)| id as usize >= vocab)
+        {
+            return Err(EngineError::UnknownToken {
+                id,
+                position: start + i,
+                vocab,
+            });
         }
         let settings = &self.trace.settings;
         let record = self.trace.record;
         let (max_steps, exit_applies) = settings.plan(start + s - 1);
-        let criterion = if exit_applies { settings.exit } else { ExitCriterion::None };
+        let criterion = if exit_applies {
+            settings.exit
+        } else {
+            ExitCriterion::None
+        };
         let need_lens = criterion.needs_lens() || record.lens_top_k > 0;
         let need_latents = criterion.needs_latents() || record.deltas;
         let recording = record != Record::default();
@@ -155,7 +183,10 @@ impl<'m, B: Backend> Session<'m, B> {
             (Some(given), _) => {
                 let wanted = (start + s) * e;
                 let values = given.get(start * e..wanted).ok_or_else(|| {
-                    EngineError::Setting(format!("given initial states cover {} values, {wanted} needed", given.len()))
+                    EngineError::Setting(format!(
+                        "given initial states cover {} values, {wanted} needed",
+                        given.len()
+                    ))
                 })?;
                 Tensor::from_data(TensorData::new(values.to_vec(), [1, s, e]), &device)
             }
@@ -176,10 +207,20 @@ impl<'m, B: Backend> Session<'m, B> {
         let mut records: Vec<Vec<IterationRecord>> = vec![Vec::new(); s];
         let mut logits: Option<Vec<f32>> = None;
         let mut iterations = 0;
-        let mut exit = if criterion == ExitCriterion::None { Exit::Fixed } else { Exit::MaxSteps };
+        let mut exit = if criterion == ExitCriterion::None {
+            Exit::Fixed
+        } else {
+            Exit::MaxSteps
+        };
         for iteration in 0..max_steps {
             let previous = state;
-            state = model.core_forward(previous.clone(), embedded.clone(), iteration, start, &mut pending);
+            state = model.core_forward(
+                previous.clone(),
+                embedded.clone(),
+                iteration,
+                start,
+                &mut pending,
+            );
             iterations = iteration + 1;
             logits = match need_lens {
                 true => Some(read(model.coda_forward(state.clone(), start, &mut pending)).await?),
@@ -209,7 +250,9 @@ impl<'m, B: Backend> Session<'m, B> {
                         delta: latent.filter(|_| record.deltas).map(|l| l.delta),
                         norm: latent.filter(|_| record.deltas).map(|l| l.norm),
                         exit_value: value.filter(|_| record.exit_values),
-                        lens: lens.filter(|_| record.lens_top_k > 0).map(|r| top_tokens(r, record.lens_top_k)),
+                        lens: lens
+                            .filter(|_| record.lens_top_k > 0)
+                            .map(|r| top_tokens(r, record.lens_top_k)),
                     });
                 }
             }
@@ -228,7 +271,11 @@ impl<'m, B: Backend> Session<'m, B> {
         self.last_state = Some(state.narrow(1, s - 1, 1));
 
         let last_logits = logits[(s - 1) * vocab..].to_vec();
-        let next = self.trace.settings.sampling.pick(&last_logits, &mut self.rng);
+        let next = self
+            .trace
+            .settings
+            .sampling
+            .pick(&last_logits, &mut self.rng);
         if start == 0 {
             self.trace.prompt_len = s;
         }
@@ -239,12 +286,19 @@ impl<'m, B: Backend> Session<'m, B> {
                 next: (p == s - 1).then_some(next),
                 iterations,
                 exit,
-                initial_state: initial_states.as_ref().map(|v| v[p * e..(p + 1) * e].to_vec()),
-                initial_normed: initial_normed.as_ref().map(|v| v[p * e..(p + 1) * e].to_vec()),
+                initial_state: initial_states
+                    .as_ref()
+                    .map(|v| v[p * e..(p + 1) * e].to_vec()),
+                initial_normed: initial_normed
+                    .as_ref()
+                    .map(|v| v[p * e..(p + 1) * e].to_vec()),
                 steps,
             });
         }
-        Ok(Step { next, logits: last_logits })
+        Ok(Step {
+            next,
+            logits: last_logits,
+        })
     }
 }
 
@@ -270,11 +324,19 @@ fn latent_steps<B: Backend>(previous: &Tensor<B, 3>, state: &Tensor<B, 3>) -> Te
     let norm = |t: Tensor<B, 3>| t.powi_scalar(2).sum_dim(2).sqrt();
     let delta = norm(state.clone() - previous.clone());
     let dot = (state.clone() * previous.clone()).sum_dim(2);
-    Tensor::cat(vec![delta, norm(state.clone()), norm(previous.clone()), dot], 2)
+    Tensor::cat(
+        vec![delta, norm(state.clone()), norm(previous.clone()), dot],
+        2,
+    )
 }
 
 /// Reads a tensor back to the host; asynchronous because WebGPU cannot block.
 pub async fn read<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Result<Vec<f32>> {
-    let data = tensor.into_data_async().await.map_err(|e| EngineError::Readback(format!("{e:?}")))?;
-    data.convert::<f32>().into_vec::<f32>().map_err(|e| EngineError::Readback(format!("{e:?}")))
+    let data = tensor
+        .into_data_async()
+        .await
+        .map_err(|e| EngineError::Readback(format!("{e:?}")))?;
+    data.convert::<f32>()
+        .into_vec::<f32>()
+        .map_err(|e| EngineError::Readback(format!("{e:?}")))
 }

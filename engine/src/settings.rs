@@ -49,10 +49,15 @@ impl ThinkingSettings {
         let bad = |m: String| Err(EngineError::Setting(m));
         let steps_ok = |n: usize| (1..=MAX_STEPS).contains(&n);
         if !steps_ok(self.steps) {
-            return bad(format!("steps must be between 1 and {MAX_STEPS}, got {}", self.steps));
+            return bad(format!(
+                "steps must be between 1 and {MAX_STEPS}, got {}",
+                self.steps
+            ));
         }
         if let Some((pos, n)) = self.overrides.iter().find(|(_, &n)| !steps_ok(n)) {
-            return bad(format!("override for position {pos} must be between 1 and {MAX_STEPS}, got {n}"));
+            return bad(format!(
+                "override for position {pos} must be between 1 and {MAX_STEPS}, got {n}"
+            ));
         }
         if !(self.init_scale.is_finite() && self.init_scale >= 0.0) {
             return bad("init_scale must be a finite number >= 0".into());

@@ -1,11 +1,16 @@
 //! The initial latent state s_0: TruncNormal(0, std * init_scale, cut at 3 sigma) * embed_scale.
 
-use rand::Rng;
+use rand::{Rng, RngExt};
 
 use crate::config::ModelConfig;
 
 /// Draws s_0 for `positions` positions, row-major [positions, n_embd].
-pub fn random_initial_state(rng: &mut impl Rng, positions: usize, config: &ModelConfig, init_scale: f32) -> Vec<f32> {
+pub fn random_initial_state(
+    rng: &mut impl Rng,
+    positions: usize,
+    config: &ModelConfig,
+    init_scale: f32,
+) -> Vec<f32> {
     let std = config.init_std() * init_scale;
     let n = positions * config.n_embd;
     if std <= 0.0 {
@@ -13,7 +18,9 @@ pub fn random_initial_state(rng: &mut impl Rng, positions: usize, config: &Model
         return vec![0.0; n];
     }
     let scale = std * config.embed_scale();
-    (0..n).map(|_| truncated_standard_normal(rng) as f32 * scale).collect()
+    (0..n)
+        .map(|_| truncated_standard_normal(rng) as f32 * scale)
+        .collect()
 }
 
 /// A standard normal draw rejected outside [-3, 3] (Box-Muller; independent of any distribution crate
@@ -48,7 +55,12 @@ mod tests {
         let mean = s0.iter().sum::<f32>() / s0.len() as f32;
         let var = s0.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / s0.len() as f32;
         // A normal cut at 3 sigma keeps 98.7% of its variance.
-        assert!((var.sqrt() / sigma - 0.987f32.sqrt()).abs() < 0.03, "std {} vs {}", var.sqrt(), sigma);
+        assert!(
+            (var.sqrt() / sigma - 0.987f32.sqrt()).abs() < 0.03,
+            "std {} vs {}",
+            var.sqrt(),
+            sigma
+        );
         assert!(s0.iter().all(|x| x.abs() <= 3.0 * sigma + 1e-5));
         assert!(mean.abs() < 0.05 * sigma);
     }
@@ -56,6 +68,8 @@ mod tests {
     #[test]
     fn zero_scale_gives_zero_state() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
-        assert!(random_initial_state(&mut rng, 3, &config(), 0.0).iter().all(|&x| x == 0.0));
+        assert!(random_initial_state(&mut rng, 3, &config(), 0.0)
+            .iter()
+            .all(|&x| x == 0.0));
     }
 }

@@ -8,18 +8,24 @@ pub struct Tokenizer {
 
 impl Tokenizer {
     pub fn from_bytes(json: &[u8]) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_bytes(json)
-            .map_err(|e| EngineError::Tokenizer(format!("tokenizer.json is not a valid tokenizer ({e})")))?;
+        let inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| {
+            EngineError::Tokenizer(format!("tokenizer.json is not a valid tokenizer ({e})"))
+        })?;
         Ok(Self { inner })
     }
 
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self.inner.encode(text, false).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
         Ok(encoding.get_ids().to_vec())
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, false).map_err(|e| EngineError::Tokenizer(e.to_string()))
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))
     }
 
     /// The text one token stands for, as it reads inside a sentence.

@@ -21,7 +21,13 @@ pub struct Record {
 
 impl Record {
     pub fn everything(lens_top_k: usize) -> Self {
-        Self { states: true, normed: true, deltas: true, exit_values: true, lens_top_k }
+        Self {
+            states: true,
+            normed: true,
+            deltas: true,
+            exit_values: true,
+            lens_top_k,
+        }
     }
 }
 
@@ -102,8 +108,16 @@ pub fn top_tokens(logits: &[f32], k: usize) -> Vec<TopToken> {
     if k == 0 {
         return Vec::new();
     }
-    order.select_nth_unstable_by(k - 1, |&a, &b| log_probs[b].total_cmp(&log_probs[a]).then(a.cmp(&b)));
+    order.select_nth_unstable_by(k - 1, |&a, &b| {
+        log_probs[b].total_cmp(&log_probs[a]).then(a.cmp(&b))
+    });
     order.truncate(k);
     order.sort_by(|&a, &b| log_probs[b].total_cmp(&log_probs[a]).then(a.cmp(&b)));
-    order.into_iter().map(|i| TopToken { id: i as u32, prob: log_probs[i].exp() as f32 }).collect()
+    order
+        .into_iter()
+        .map(|i| TopToken {
+            id: i as u32,
+            prob: log_probs[i].exp() as f32,
+        })
+        .collect()
 }

@@ -46,7 +46,10 @@ impl Checkpoint {
         } else {
             vec![SINGLE_FILE.to_string()]
         };
-        let mut checkpoint = Checkpoint { files: Vec::new(), location: HashMap::new() };
+        let mut checkpoint = Checkpoint {
+            files: Vec::new(),
+            location: HashMap::new(),
+        };
         for name in names {
             let bytes = files.remove(&name).ok_or_else(|| EngineError::Weights {
                 file: name.clone(),
@@ -80,7 +83,10 @@ impl Checkpoint {
         if tensor.shape != expected {
             return Err(EngineError::Tensor {
                 name: name.into(),
-                message: format!("has shape {:?}, the config implies {:?}", tensor.shape, expected),
+                message: format!(
+                    "has shape {:?}, the config implies {:?}",
+                    tensor.shape, expected
+                ),
             });
         }
         Ok(tensor)
@@ -105,7 +111,10 @@ impl Checkpoint {
             name: name.into(),
             message,
         })?;
-        Ok(HostTensor { shape: view.shape().to_vec(), values })
+        Ok(HostTensor {
+            shape: view.shape().to_vec(),
+            values,
+        })
     }
 }
 
@@ -114,13 +123,19 @@ impl Checkpoint {
 pub fn read_weight_files(dir: &std::path::Path) -> Result<HashMap<String, Vec<u8>>> {
     let read = |name: &str| {
         let path = dir.join(name);
-        std::fs::read(&path).map_err(|source| EngineError::Io { path: path.display().to_string(), source })
+        std::fs::read(&path).map_err(|source| EngineError::Io {
+            path: path.display().to_string(),
+            source,
+        })
     };
     let mut files = HashMap::new();
     if dir.join(INDEX_FILE).exists() {
         let index_bytes = read(INDEX_FILE)?;
-        let index: ShardIndex = serde_json::from_slice(&index_bytes)
-            .map_err(|e| EngineError::Weights { file: INDEX_FILE.into(), message: e.to_string() })?;
+        let index: ShardIndex =
+            serde_json::from_slice(&index_bytes).map_err(|e| EngineError::Weights {
+                file: INDEX_FILE.into(),
+                message: e.to_string(),
+            })?;
         for shard in index.weight_map.values() {
             if !files.contains_key(shard) {
                 files.insert(shard.clone(), read(shard)?);
@@ -135,14 +150,23 @@ pub fn read_weight_files(dir: &std::path::Path) -> Result<HashMap<String, Vec<u8
 
 /// Converts little-endian bytes of a floating-point dtype to f32.
 pub fn to_f32(dtype: Dtype, data: &[u8]) -> Result<Vec<f32>, String> {
-    let pairs = || data.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let pairs = || {
+        data.chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
     match dtype {
         Dtype::F32 => Ok(data
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect()),
-        Dtype::BF16 => Ok(pairs().map(|bits| half::bf16::from_bits(bits).to_f32()).collect()),
-        Dtype::F16 => Ok(pairs().map(|bits| half::f16::from_bits(bits).to_f32()).collect()),
-        other => Err(format!("has dtype {other:?}; only F32, BF16 and F16 weights can be loaded")),
+        Dtype::BF16 => Ok(pairs()
+            .map(|bits| half::bf16::from_bits(bits).to_f32())
+            .collect()),
+        Dtype::F16 => Ok(pairs()
+            .map(|bits| half::f16::from_bits(bits).to_f32())
+            .collect()),
+        other => Err(format!(
+            "has dtype {other:?}; only F32, BF16 and F16 weights can be loaded"
+        )),
     }
 }

@@ -18,7 +18,12 @@ fn fixture_dir() -> PathBuf {
 fn fixture_files() -> HashMap<String, Vec<u8>> {
     ["config.json", "model.safetensors"]
         .iter()
-        .map(|name| (name.to_string(), std::fs::read(fixture_dir().join(name)).unwrap()))
+        .map(|name| {
+            (
+                name.to_string(),
+                std::fs::read(fixture_dir().join(name)).unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -30,12 +35,19 @@ fn load_err(files: HashMap<String, Vec<u8>>) -> EngineError {
 }
 
 /// The fixture's weights with one tensor changed by `edit` (None removes it).
-fn edited_weights(target: &str, edit: impl Fn(&TensorView) -> Option<(Dtype, Vec<usize>, Vec<u8>)>) -> Vec<u8> {
+fn edited_weights(
+    target: &str,
+    edit: impl Fn(&TensorView) -> Option<(Dtype, Vec<usize>, Vec<u8>)>,
+) -> Vec<u8> {
     let bytes = std::fs::read(fixture_dir().join("model.safetensors")).unwrap();
     let file = SafeTensors::deserialize(&bytes).unwrap();
     let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, view) in file.tensors() {
-        let replaced = if name == target { edit(&view) } else { Some((view.dtype(), view.shape().to_vec(), view.data().to_vec())) };
+        let replaced = if name == target {
+            edit(&view)
+        } else {
+            Some((view.dtype(), view.shape().to_vec(), view.data().to_vec()))
+        };
         if let Some((dtype, shape, data)) = replaced {
             owned.push((name, dtype, shape, data));
         }
@@ -50,9 +62,15 @@ fn edited_weights(target: &str, edit: impl Fn(&TensorView) -> Option<(Dtype, Vec
 #[test]
 fn garbage_and_truncated_weights_are_refused() {
     let mut files = fixture_files();
-    files.insert("model.safetensors".into(), b"definitely not safetensors".to_vec());
+    files.insert(
+        "model.safetensors".into(),
+        b"definitely not safetensors".to_vec(),
+    );
     let e = load_err(files).to_string();
-    assert!(e.contains("model.safetensors") && e.contains("not a valid safetensors"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("not a valid safetensors"),
+        "{e}"
+    );
 
     let mut files = fixture_files();
     let full = files["model.safetensors"].clone();
@@ -69,20 +87,39 @@ fn missing_misshaped_and_oddly_typed_tensors_are_named() {
     assert!(matches!(load_err(files), EngineError::MissingTensor { name: n } if n == name));
 
     let mut files = fixture_files();
-    files.insert("model.safetensors".into(), edited_weights(name, |v| Some((Dtype::F32, vec![v.shape()[1], v.shape()[0]], v.data().to_vec()))));
+    files.insert(
+        "model.safetensors".into(),
+        edited_weights(name, |v| {
+            Some((
+                Dtype::F32,
+                vec![v.shape()[1], v.shape()[0]],
+                v.data().to_vec(),
+            ))
+        }),
+    );
     let e = load_err(files).to_string();
     assert!(e.contains(name) && e.contains("shape"), "{e}");
 
     let mut files = fixture_files();
-    files.insert("model.safetensors".into(), edited_weights(name, |v| Some((Dtype::I32, v.shape().to_vec(), v.data().to_vec()))));
+    files.insert(
+        "model.safetensors".into(),
+        edited_weights(name, |v| {
+            Some((Dtype::I32, v.shape().to_vec(), v.data().to_vec()))
+        }),
+    );
     let e = load_err(files).to_string();
     assert!(e.contains(name) && e.contains("I32"), "{e}");
 }
 
 #[test]
 fn broken_configs_are_refused_with_the_reason() {
-    let config: serde_json::Value = serde_json::from_slice(&fixture_files()["config.json"]).unwrap();
-    for (field, expect) in [("n_embd", "n_embd"), ("rope_base", "rope_base"), ("padded_vocab_size", "padded_vocab_size")] {
+    let config: serde_json::Value =
+        serde_json::from_slice(&fixture_files()["config.json"]).unwrap();
+    for (field, expect) in [
+        ("n_embd", "n_embd"),
+        ("rope_base", "rope_base"),
+        ("padded_vocab_size", "padded_vocab_size"),
+    ] {
         let mut broken = config.clone();
         broken.as_object_mut().unwrap().remove(field);
         let mut files = fixture_files();
@@ -102,7 +139,9 @@ fn broken_configs_are_refused_with_the_reason() {
 
     let mut files = fixture_files();
     files.remove("config.json");
-    assert!(load_err(files).to_string().contains("config.json is missing"));
+    assert!(load_err(files)
+        .to_string()
+        .contains("config.json is missing"));
 }
 
 #[test]
@@ -111,7 +150,9 @@ fn a_broken_tokenizer_or_missing_folder_is_an_error() {
     files.insert("tokenizer.json".into(), b"{\"model\": 3}".to_vec());
     assert!(matches!(load_err(files), EngineError::Tokenizer(_)));
     let missing = fixture_dir().join("no-such-folder");
-    let e = load_dir::<B>(&missing, &Default::default()).err().expect("missing folder");
+    let e = load_dir::<B>(&missing, &Default::default())
+        .err()
+        .expect("missing folder");
     assert!(matches!(e, EngineError::Io { .. }), "{e}");
 }
 
@@ -128,10 +169,18 @@ fn bad_prompts_are_refused_before_any_work() {
     let session = || Session::new(model, ThinkingSettings::default(), Record::default()).unwrap();
 
     let e = block_on(session().feed(&vec![1; context + 1])).unwrap_err();
-    assert!(matches!(e, EngineError::PromptTooLong { tokens, context: c } if tokens == context + 1 && c == context));
+    assert!(
+        matches!(e, EngineError::PromptTooLong { tokens, context: c } if tokens == context + 1 && c == context)
+    );
     let e = block_on(session().feed(&[1, 2, vocab as u32 + 7])).unwrap_err();
-    assert!(matches!(e, EngineError::UnknownToken { position: 2, .. }), "{e}");
-    assert!(matches!(block_on(session().feed(&[])).unwrap_err(), EngineError::EmptyPrompt));
+    assert!(
+        matches!(e, EngineError::UnknownToken { position: 2, .. }),
+        "{e}"
+    );
+    assert!(matches!(
+        block_on(session().feed(&[])).unwrap_err(),
+        EngineError::EmptyPrompt
+    ));
 
     // A refused prompt leaves the session usable.
     let mut s = session();
@@ -144,12 +193,36 @@ fn bad_prompts_are_refused_before_any_work() {
 fn nonsense_settings_are_refused() {
     let loaded = model();
     let cases = [
-        ThinkingSettings { steps: 0, ..ThinkingSettings::default() },
-        ThinkingSettings { steps: 100_000, ..ThinkingSettings::default() },
-        ThinkingSettings { init_scale: f32::NAN, ..ThinkingSettings::default() },
-        ThinkingSettings { sampling: Sampling { temperature: -1.0, ..Sampling::default() }, ..ThinkingSettings::default() },
-        ThinkingSettings { sampling: Sampling { top_p: 0.0, ..Sampling::default() }, ..ThinkingSettings::default() },
-        ThinkingSettings { overrides: [(3, 0)].into_iter().collect(), ..ThinkingSettings::default() },
+        ThinkingSettings {
+            steps: 0,
+            ..ThinkingSettings::default()
+        },
+        ThinkingSettings {
+            steps: 100_000,
+            ..ThinkingSettings::default()
+        },
+        ThinkingSettings {
+            init_scale: f32::NAN,
+            ..ThinkingSettings::default()
+        },
+        ThinkingSettings {
+            sampling: Sampling {
+                temperature: -1.0,
+                ..Sampling::default()
+            },
+            ..ThinkingSettings::default()
+        },
+        ThinkingSettings {
+            sampling: Sampling {
+                top_p: 0.0,
+                ..Sampling::default()
+            },
+            ..ThinkingSettings::default()
+        },
+        ThinkingSettings {
+            overrides: [(3, 0)].into_iter().collect(),
+            ..ThinkingSettings::default()
+        },
     ];
     for settings in cases {
         let e = Session::new(&loaded.model, settings.clone(), Record::default()).err();

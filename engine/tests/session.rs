@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use burn::backend::NdArray;
 use loopscope_engine::folder::load_dir;
 use loopscope_engine::trace::Exit;
-use loopscope_engine::{block_on, ExitCriterion, Finish, Record, RecurrentModel, Sampling, Session, ThinkingSettings, Trace};
+use loopscope_engine::{
+    block_on, ExitCriterion, Finish, Record, RecurrentModel, Sampling, Session, ThinkingSettings,
+    Trace,
+};
 
 type B = NdArray;
 
@@ -18,13 +21,23 @@ fn sampled(seed: u64) -> ThinkingSettings {
     ThinkingSettings {
         steps: 6,
         exit: ExitCriterion::Kl { threshold: 5e-3 },
-        sampling: Sampling { temperature: 1.0, top_k: 50, top_p: 0.95, min_p: 0.01 },
+        sampling: Sampling {
+            temperature: 1.0,
+            top_k: 50,
+            top_p: 0.95,
+            min_p: 0.01,
+        },
         seed,
         ..ThinkingSettings::default()
     }
 }
 
-fn generate(model: &RecurrentModel<B>, settings: ThinkingSettings, record: Record, tokens: usize) -> (Trace, Finish) {
+fn generate(
+    model: &RecurrentModel<B>,
+    settings: ThinkingSettings,
+    record: Record,
+    tokens: usize,
+) -> (Trace, Finish) {
     let mut session = Session::new(model, settings, record).unwrap();
     let finish = block_on(session.generate(&[3, 14, 15, 92, 65], tokens, &[], |_| {})).unwrap();
     (session.into_trace(), finish)
@@ -38,18 +51,28 @@ fn same_seed_same_tokens_and_trace_bit_for_bit() {
     let (b, _) = generate(&model, sampled(11), record, 12);
     assert_eq!(a, b);
     // Bit-level: PartialEq on f32 treats -0.0 == 0.0, so compare the serialised forms too.
-    assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+    assert_eq!(
+        serde_json::to_string(&a).unwrap(),
+        serde_json::to_string(&b).unwrap()
+    );
     assert_eq!(a.generated().count(), 12);
 }
 
 #[test]
 fn different_seed_different_initial_states() {
     let model = model();
-    let record = Record { states: true, ..Record::default() };
+    let record = Record {
+        states: true,
+        ..Record::default()
+    };
     let (a, _) = generate(&model, sampled(1), record, 3);
     let (b, _) = generate(&model, sampled(2), record, 3);
     for (pa, pb) in a.positions.iter().zip(&b.positions) {
-        assert_ne!(pa.initial_state, pb.initial_state, "position {}", pa.position);
+        assert_ne!(
+            pa.initial_state, pb.initial_state,
+            "position {}",
+            pa.position
+        );
     }
 }
 
@@ -81,9 +104,18 @@ fn recording_fills_every_requested_field_per_iteration() {
             assert_eq!(lens.len(), 5);
             assert!(lens.windows(2).all(|w| w[0].prob >= w[1].prob));
             // The delta is the distance between consecutive recorded states.
-            let prev = if i == 0 { p.initial_state.as_ref().unwrap() } else { p.steps[i - 1].state.as_ref().unwrap() };
+            let prev = if i == 0 {
+                p.initial_state.as_ref().unwrap()
+            } else {
+                p.steps[i - 1].state.as_ref().unwrap()
+            };
             let now = step.state.as_ref().unwrap();
-            let delta = now.iter().zip(prev).map(|(a, b)| (a - b).powi(2)).sum::<f32>().sqrt();
+            let delta = now
+                .iter()
+                .zip(prev)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f32>()
+                .sqrt();
             assert!((delta - step.delta.unwrap()).abs() < 1e-3 * delta.max(1.0));
             assert!(step.exit_value.is_some());
         }
@@ -106,33 +138,75 @@ fn overrides_fix_a_positions_iteration_count() {
 #[test]
 fn min_steps_delays_the_exit() {
     let model = model();
-    let loose = ThinkingSettings { steps: 20, exit: ExitCriterion::Kl { threshold: 10.0 }, ..ThinkingSettings::default() };
+    let loose = ThinkingSettings {
+        steps: 20,
+        exit: ExitCriterion::Kl { threshold: 10.0 },
+        ..ThinkingSettings::default()
+    };
     let (trace, _) = generate(&model, loose.clone(), Record::default(), 2);
-    assert!(trace.positions.iter().all(|p| p.iterations == 1 && p.exit == Exit::Converged));
-    let (trace, _) = generate(&model, ThinkingSettings { min_steps: 4, ..loose }, Record::default(), 2);
+    assert!(trace
+        .positions
+        .iter()
+        .all(|p| p.iterations == 1 && p.exit == Exit::Converged));
+    let (trace, _) = generate(
+        &model,
+        ThinkingSettings {
+            min_steps: 4,
+            ..loose
+        },
+        Record::default(),
+        2,
+    );
     assert!(trace.positions.iter().all(|p| p.iterations == 4));
 }
 
 #[test]
 fn warm_start_begins_from_the_previous_final_state() {
     let model = model();
-    let settings = ThinkingSettings { steps: 3, warm_start: true, ..ThinkingSettings::default() };
-    let (trace, _) = generate(&model, settings, Record { states: true, ..Record::default() }, 4);
-    for pair in trace.positions.windows(2).filter(|w| w[1].position > trace.prompt_len - 1) {
+    let settings = ThinkingSettings {
+        steps: 3,
+        warm_start: true,
+        ..ThinkingSettings::default()
+    };
+    let (trace, _) = generate(
+        &model,
+        settings,
+        Record {
+            states: true,
+            ..Record::default()
+        },
+        4,
+    );
+    for pair in trace
+        .positions
+        .windows(2)
+        .filter(|w| w[1].position > trace.prompt_len - 1)
+    {
         let final_state = pair[0].steps.last().unwrap().state.as_ref().unwrap();
-        assert_eq!(pair[1].initial_state.as_ref().unwrap(), final_state, "position {}", pair[1].position);
+        assert_eq!(
+            pair[1].initial_state.as_ref().unwrap(),
+            final_state,
+            "position {}",
+            pair[1].position
+        );
     }
 }
 
 #[test]
 fn generation_stops_at_a_stop_token_and_at_the_context_end() {
     let model = model();
-    let settings = ThinkingSettings { steps: 2, ..ThinkingSettings::default() };
+    let settings = ThinkingSettings {
+        steps: 2,
+        ..ThinkingSettings::default()
+    };
     let (trace, _) = generate(&model, settings.clone(), Record::default(), 3);
     let first = trace.generated().next().unwrap().next.unwrap();
     let mut session = Session::new(&model, settings.clone(), Record::default()).unwrap();
     let finish = block_on(session.generate(&[3, 14, 15, 92, 65], 10, &[first], |_| {})).unwrap();
-    assert_eq!((finish, session.trace().generated().count()), (Finish::Stop, 1));
+    assert_eq!(
+        (finish, session.trace().generated().count()),
+        (Finish::Stop, 1)
+    );
 
     let context = model.config.block_size;
     let mut session = Session::new(&model, settings, Record::default()).unwrap();

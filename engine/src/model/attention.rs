@@ -27,7 +27,10 @@ impl<B: Backend> Kv<B> {
 
     /// Positions `start..start+len`.
     pub fn narrow(&self, start: usize, len: usize) -> Self {
-        Self { k: self.k.clone().narrow(2, start, len), v: self.v.clone().narrow(2, start, len) }
+        Self {
+            k: self.k.clone().narrow(2, start, len),
+            v: self.v.clone().narrow(2, start, len),
+        }
     }
 
     /// This cache followed by `next` along the positions.
@@ -49,12 +52,20 @@ pub struct Attention<B: Backend> {
 }
 
 impl<B: Backend> Attention<B> {
-    pub fn load(ckpt: &Checkpoint, prefix: &str, config: &ModelConfig, device: &B::Device) -> Result<Self> {
+    pub fn load(
+        ckpt: &Checkpoint,
+        prefix: &str,
+        config: &ModelConfig,
+        device: &B::Device,
+    ) -> Result<Self> {
         let e = config.n_embd;
         let qk_bias = if config.qk_bias {
             let shape = [2, 1, config.n_heads, config.head_dim()];
             let t = ckpt.tensor(&format!("{prefix}.qk_bias"), &shape)?;
-            Some(Param::from_tensor(Tensor::from_data(TensorData::new(t.values, shape), device)))
+            Some(Param::from_tensor(Tensor::from_data(
+                TensorData::new(t.values, shape),
+                device,
+            )))
         } else {
             None
         };
@@ -68,7 +79,13 @@ impl<B: Backend> Attention<B> {
 
     /// Attends from the positions of `x` ([batch, seq, embd], first at position `start`) to `past`
     /// followed by themselves. Returns the output and the keys/values of `x`'s positions.
-    pub fn forward(&self, x: Tensor<B, 3>, rope: &Rope<B>, start: usize, past: Option<&Kv<B>>) -> (Tensor<B, 3>, Kv<B>) {
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rope: &Rope<B>,
+        start: usize,
+        past: Option<&Kv<B>>,
+    ) -> (Tensor<B, 3>, Kv<B>) {
         let [b, s, e] = x.dims();
         let h = self.n_heads;
         let d = e / h;
@@ -81,7 +98,10 @@ impl<B: Backend> Attention<B> {
             k = k + bias.narrow(0, 1, 1);
         }
         let q = rope.apply(q, start).swap_dims(1, 2);
-        let new = Kv { k: rope.apply(k, start).swap_dims(1, 2), v: v.swap_dims(1, 2) };
+        let new = Kv {
+            k: rope.apply(k, start).swap_dims(1, 2),
+            v: v.swap_dims(1, 2),
+        };
         let all = match past {
             Some(past) => past.append(&new),
             None => new.clone(),
@@ -91,7 +111,10 @@ impl<B: Backend> Attention<B> {
         if s > 1 {
             scores = scores + causal_mask::<B>(s, t, &qkv.device());
         }
-        let y = softmax(scores, 3).matmul(all.v).swap_dims(1, 2).reshape([b, s, e]);
+        let y = softmax(scores, 3)
+            .matmul(all.v)
+            .swap_dims(1, 2)
+            .reshape([b, s, e]);
         (self.proj.forward(y), new)
     }
 }
@@ -100,7 +123,15 @@ impl<B: Backend> Attention<B> {
 fn causal_mask<B: Backend>(s: usize, t: usize, device: &B::Device) -> Tensor<B, 4> {
     let offset = t - s;
     let values: Vec<f32> = (0..s)
-        .flat_map(|i| (0..t).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 }))
+        .flat_map(|i| {
+            (0..t).map(move |j| {
+                if j > offset + i {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
         .collect();
     Tensor::from_data(TensorData::new(values, [1, 1, s, t]), device)
 }

@@ -23,9 +23,20 @@ pub struct SandwichBlock<B: Backend> {
 }
 
 impl<B: Backend> SandwichBlock<B> {
-    pub fn load(ckpt: &Checkpoint, prefix: &str, config: &ModelConfig, device: &B::Device) -> Result<Self> {
+    pub fn load(
+        ckpt: &Checkpoint,
+        prefix: &str,
+        config: &ModelConfig,
+        device: &B::Device,
+    ) -> Result<Self> {
         let norm = |n: usize| {
-            RmsNorm::load(ckpt, &format!("{prefix}.norm_{n}.weight"), config.n_embd, config.norm_eps, device)
+            RmsNorm::load(
+                ckpt,
+                &format!("{prefix}.norm_{n}.weight"),
+                config.n_embd,
+                config.norm_eps,
+                device,
+            )
         };
         Ok(Self {
             norm_1: norm(1)?,
@@ -37,10 +48,20 @@ impl<B: Backend> SandwichBlock<B> {
         })
     }
 
-    pub fn forward(&self, x: Tensor<B, 3>, rope: &Rope<B>, start: usize, past: Option<&Kv<B>>) -> (Tensor<B, 3>, Kv<B>) {
-        let (attended, kv) = self.attn.forward(self.norm_1.forward(x.clone()), rope, start, past);
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rope: &Rope<B>,
+        start: usize,
+        past: Option<&Kv<B>>,
+    ) -> (Tensor<B, 3>, Kv<B>) {
+        let (attended, kv) = self
+            .attn
+            .forward(self.norm_1.forward(x.clone()), rope, start, past);
         let h = self.norm_2.forward(x + attended);
-        let out = self.norm_4.forward(h.clone() + self.mlp.forward(self.norm_3.forward(h)));
+        let out = self
+            .norm_4
+            .forward(h.clone() + self.mlp.forward(self.norm_3.forward(h)));
         (out, kv)
     }
 }

@@ -14,7 +14,13 @@ pub struct Linear<B: Backend> {
 
 impl<B: Backend> Linear<B> {
     /// Loads `name` stored as [d_out, d_in] (PyTorch's layout).
-    pub fn load(ckpt: &Checkpoint, name: &str, d_in: usize, d_out: usize, device: &B::Device) -> Result<Self> {
+    pub fn load(
+        ckpt: &Checkpoint,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+        device: &B::Device,
+    ) -> Result<Self> {
         let t = ckpt.tensor(name, &[d_out, d_in])?;
         let mut transposed = vec![0.0f32; d_in * d_out];
         for o in 0..d_out {
@@ -23,7 +29,9 @@ impl<B: Backend> Linear<B> {
             }
         }
         let weight = Tensor::from_data(TensorData::new(transposed, [d_in, d_out]), device);
-        Ok(Self { weight: Param::from_tensor(weight) })
+        Ok(Self {
+            weight: Param::from_tensor(weight),
+        })
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {

@@ -15,7 +15,12 @@ pub struct GatedMlp<B: Backend> {
 }
 
 impl<B: Backend> GatedMlp<B> {
-    pub fn load(ckpt: &Checkpoint, prefix: &str, config: &ModelConfig, device: &B::Device) -> Result<Self> {
+    pub fn load(
+        ckpt: &Checkpoint,
+        prefix: &str,
+        config: &ModelConfig,
+        device: &B::Device,
+    ) -> Result<Self> {
         let (e, i) = (config.n_embd, config.intermediate_size);
         Ok(Self {
             fc: Linear::load(ckpt, &format!("{prefix}.fc.weight"), e, 2 * i, device)?,

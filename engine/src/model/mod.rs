@@ -47,7 +47,9 @@ impl<B: Backend> RecurrentModel<B> {
         let wte = ckpt.tensor("transformer.wte.weight", &[v, e])?;
         let blocks = |part: &str, n: usize| {
             (0..n)
-                .map(|i| SandwichBlock::load(ckpt, &format!("transformer.{part}.{i}"), config, device))
+                .map(|i| {
+                    SandwichBlock::load(ckpt, &format!("transformer.{part}.{i}"), config, device)
+                })
                 .collect::<Result<Vec<_>>>()
         };
         let lm_head = if config.tie_embeddings {
@@ -56,14 +58,22 @@ impl<B: Backend> RecurrentModel<B> {
             Some(Linear::load(ckpt, "lm_head.weight", e, v, device)?)
         };
         Ok(Self {
-            wte: Param::from_tensor(Tensor::from_data(TensorData::new(wte.values, [v, e]), device)),
+            wte: Param::from_tensor(Tensor::from_data(
+                TensorData::new(wte.values, [v, e]),
+                device,
+            )),
             prelude: blocks("prelude", config.n_layers_in_prelude)?,
             adapter: Linear::load(ckpt, "transformer.adapter.weight", 2 * e, e, device)?,
             core_block: blocks("core_block", config.n_layers_in_recurrent_block)?,
             coda: blocks("coda", config.n_layers_in_coda)?,
             ln_f: RmsNorm::load(ckpt, "transformer.ln_f.weight", e, config.norm_eps, device)?,
             lm_head,
-            rope: Rope::new(config.head_dim(), config.block_size, config.rope_base, device),
+            rope: Rope::new(
+                config.head_dim(),
+                config.block_size,
+                config.rope_base,
+                device,
+            ),
             config: config.clone(),
         })
     }
@@ -73,10 +83,19 @@ impl<B: Backend> RecurrentModel<B> {
     }
 
     /// e = Prelude(wte[ids] * embed_scale) for ids [batch, seq] starting at position `start`.
-    pub fn prelude_forward(&self, ids: Tensor<B, 2, Int>, start: usize, memory: &mut impl KvMemory<B>) -> Tensor<B, 3> {
+    pub fn prelude_forward(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        start: usize,
+        memory: &mut impl KvMemory<B>,
+    ) -> Tensor<B, 3> {
         let [b, s] = ids.dims();
         let e = self.config.n_embd;
-        let embedded = self.wte.val().select(0, ids.reshape([b * s])).reshape([b, s, e]);
+        let embedded = self
+            .wte
+            .val()
+            .select(0, ids.reshape([b * s]))
+            .reshape([b, s, e]);
         let mut x = embedded * self.config.embed_scale();
         for (layer, block) in self.prelude.iter().enumerate() {
             x = run_block(block, x, &self.rope, start, Slot::Prelude(layer), memory);
@@ -95,14 +114,26 @@ impl<B: Backend> RecurrentModel<B> {
     ) -> Tensor<B, 3> {
         let mut x = self.adapter.forward(Tensor::cat(vec![state, embedded], 2));
         for (layer, block) in self.core_block.iter().enumerate() {
-            x = run_block(block, x, &self.rope, start, Slot::Core { iteration, layer }, memory);
+            x = run_block(
+                block,
+                x,
+                &self.rope,
+                start,
+                Slot::Core { iteration, layer },
+                memory,
+            );
         }
         x
     }
 
     /// Logits of lm_head(ln_f(Coda(ln_f(state)))): the model's output, and the logit lens when
     /// applied to an intermediate state.
-    pub fn coda_forward(&self, state: Tensor<B, 3>, start: usize, memory: &mut impl KvMemory<B>) -> Tensor<B, 3> {
+    pub fn coda_forward(
+        &self,
+        state: Tensor<B, 3>,
+        start: usize,
+        memory: &mut impl KvMemory<B>,
+    ) -> Tensor<B, 3> {
         let mut x = self.ln_f.forward(state);
         for (layer, block) in self.coda.iter().enumerate() {
             x = run_block(block, x, &self.rope, start, Slot::Coda(layer), memory);
@@ -117,7 +148,9 @@ impl<B: Backend> RecurrentModel<B> {
                 let [b, s, e] = x.dims();
                 let wte = self.wte.val();
                 let v = wte.dims()[0];
-                x.reshape([b * s, e]).matmul(wte.transpose()).reshape([b, s, v])
+                x.reshape([b * s, e])
+                    .matmul(wte.transpose())
+                    .reshape([b, s, v])
             }
         }
     }

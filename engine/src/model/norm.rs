@@ -13,10 +13,19 @@ pub struct RmsNorm<B: Backend> {
 }
 
 impl<B: Backend> RmsNorm<B> {
-    pub fn load(ckpt: &Checkpoint, name: &str, dim: usize, eps: f64, device: &B::Device) -> Result<Self> {
+    pub fn load(
+        ckpt: &Checkpoint,
+        name: &str,
+        dim: usize,
+        eps: f64,
+        device: &B::Device,
+    ) -> Result<Self> {
         let t = ckpt.tensor(name, &[dim])?;
         let weight = Tensor::from_data(TensorData::new(t.values, [dim]), device);
-        Ok(Self { weight: Param::from_tensor(weight), eps })
+        Ok(Self {
+            weight: Param::from_tensor(weight),
+            eps,
+        })
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {

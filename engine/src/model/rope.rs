@@ -34,8 +34,16 @@ impl<B: Backend> Rope<B> {
     pub fn apply(&self, x: Tensor<B, 4>, start: usize) -> Tensor<B, 4> {
         let [b, s, h, d] = x.dims();
         let half = d / 2;
-        let cos = self.cos.clone().narrow(0, start, s).reshape([1, s, 1, half, 1]);
-        let sin = self.sin.clone().narrow(0, start, s).reshape([1, s, 1, half, 1]);
+        let cos = self
+            .cos
+            .clone()
+            .narrow(0, start, s)
+            .reshape([1, s, 1, half, 1]);
+        let sin = self
+            .sin
+            .clone()
+            .narrow(0, start, s)
+            .reshape([1, s, 1, half, 1]);
         let pairs = x.reshape([b, s, h, half, 2]);
         let even = pairs.clone().narrow(4, 0, 1);
         let odd = pairs.narrow(4, 1, 1);

@@ -1,0 +1,189 @@
+//! The `loopscope` tool end to end: generation from text with a tokenizer.json, the trace file,
+//! and the golden command's verdicts.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use loopscope_engine::Trace;
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/huginn-tiny-a")
+}
+
+fn loopscope(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_loopscope"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn copy_fixture(to: &Path) {
+    for entry in std::fs::read_dir(fixture()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// A word-level tokenizer over the 256-token vocabulary of the test model.
+fn write_tokenizer(dir: &Path) {
+    use tokenizers::models::wordlevel::WordLevel;
+    use tokenizers::pre_tokenizers::whitespace::Whitespace;
+    let mut vocab: HashMap<String, u32> = (0..250).map(|i| (format!("w{i}"), i)).collect();
+    for (i, word) in ["<unk>", "Tom", "had", "marbles", "<eos>", "."]
+        .iter()
+        .enumerate()
+    {
+        vocab.insert(word.to_string(), 250 + i as u32);
+    }
+    let model = WordLevel::builder()
+        .vocab(vocab.into_iter().collect())
+        .unk_token("<unk>".into())
+        .build()
+        .unwrap();
+    let mut tokenizer = tokenizers::Tokenizer::new(model);
+    tokenizer.with_pre_tokenizer(Some(Whitespace {}));
+    tokenizer.save(dir.join("tokenizer.json"), false).unwrap();
+}
+
+#[test]
+fn generate_streams_counts_and_writes_the_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_fixture(dir.path());
+    write_tokenizer(dir.path());
+    let trace_path = dir.path().join("trace.json");
+    let out = loopscope(&[
+        "generate",
+        "--model",
+        dir.path().to_str().unwrap(),
+        "--prompt",
+        "Tom had 7 marbles .",
+        "--steps",
+        "8",
+        "--exit",
+        "kl:1e-2",
+        "--seed",
+        "3",
+        "--max-tokens",
+        "6",
+        "--trace",
+        trace_path.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("iterations"))
+        .collect();
+    assert!(!lines.is_empty() && lines.len() <= 6, "{stdout}");
+    assert!(stdout.contains("Tom had <unk> marbles ."), "{stdout}");
+    let trace: Trace = serde_json::from_slice(&std::fs::read(&trace_path).unwrap()).unwrap();
+    assert_eq!(trace.prompt_len, 5);
+    assert_eq!(trace.generated().count(), lines.len());
+    for (line, position) in lines.iter().zip(trace.generated()) {
+        assert!(
+            line.trim_start()
+                .starts_with(&format!("{} iterations", position.iterations)),
+            "{line}"
+        );
+        assert_eq!(position.steps.len(), position.iterations);
+        assert!(position.steps[0]
+            .lens
+            .as_ref()
+            .is_some_and(|l| l.len() == 5));
+    }
+}
+
+#[test]
+fn generate_reports_bad_input_without_panicking() {
+    let model = fixture();
+    let model = model.to_str().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["generate", "--model", model, "--prompt", "hello"],
+            "no tokenizer.json",
+        ),
+        (
+            &["generate", "--model", model, "--prompt-ids", "1,999"],
+            "outside the vocabulary",
+        ),
+        (
+            &[
+                "generate",
+                "--model",
+                model,
+                "--prompt-ids",
+                "1",
+                "--exit",
+                "kl:abc",
+            ],
+            "threshold is not a number",
+        ),
+        (
+            &[
+                "generate",
+                "--model",
+                "/nonexistent/model",
+                "--prompt-ids",
+                "1",
+            ],
+            "cannot read",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = loopscope(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn golden_passes_on_the_fixture_and_fails_on_a_wrong_golden() {
+    let out = loopscope(&["golden", fixture().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.ends_with("ok")).count(),
+        10,
+        "{stdout}"
+    );
+
+    // Perturb one expected array: the command must notice and exit non-zero.
+    let dir = tempfile::tempdir().unwrap();
+    copy_fixture(dir.path());
+    let golden = std::fs::read(dir.path().join("golden.safetensors")).unwrap();
+    let parsed = safetensors::SafeTensors::deserialize(&golden).unwrap();
+    let mut owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = parsed
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    let logits = owned.iter_mut().find(|t| t.0 == "logits").unwrap();
+    let first = f32::from_le_bytes(logits.3[..4].try_into().unwrap()) + 0.01;
+    logits.3[..4].copy_from_slice(&first.to_le_bytes());
+    let views: Vec<(String, safetensors::tensor::TensorView)> = owned
+        .iter()
+        .map(|(n, d, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(
+        dir.path().join("golden.safetensors"),
+        safetensors::serialize(views, None).unwrap(),
+    )
+    .unwrap();
+    let out = loopscope(&["golden", dir.path().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    let line = stdout.lines().find(|l| l.starts_with("logits")).unwrap();
+    assert!(line.ends_with("FAIL") && line.contains("1.0"), "{line}");
+}
