@@ -25,7 +25,7 @@ pub fn random_initial_state(
 
 /// A standard normal draw rejected outside [-3, 3] (Box-Muller; independent of any distribution crate
 /// so the stream of values is fixed by the seed alone).
-fn truncated_standard_normal(rng: &mut impl Rng) -> f64 {
+pub(crate) fn truncated_standard_normal(rng: &mut impl Rng) -> f64 {
     loop {
         let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]: keeps ln finite
         let u2: f64 = rng.random::<f64>();

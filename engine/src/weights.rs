@@ -170,3 +170,28 @@ pub fn to_f32(dtype: Dtype, data: &[u8]) -> Result<Vec<f32>, String> {
         )),
     }
 }
+
+/// Serialises tensors as a safetensors file in f32 (or bf16, halving the size).
+pub fn write_safetensors(tensors: &[(String, HostTensor)], bf16: bool) -> Result<Vec<u8>> {
+    let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, t)| {
+            let bytes = match bf16 {
+                true => t.values.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect(),
+                false => t.values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            };
+            (name.clone(), t.shape.clone(), bytes)
+        })
+        .collect();
+    let dtype = if bf16 { Dtype::BF16 } else { Dtype::F32 };
+    let views = encoded
+        .iter()
+        .map(|(name, shape, bytes)| {
+            safetensors::tensor::TensorView::new(dtype, shape.clone(), bytes)
+                .map(|view| (name.clone(), view))
+                .map_err(|e| EngineError::Tensor { name: name.clone(), message: e.to_string() })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize(views, None)
+        .map_err(|e| EngineError::Weights { file: SINGLE_FILE.into(), message: e.to_string() })
+}

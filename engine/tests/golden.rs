@@ -9,7 +9,7 @@ use loopscope_engine::exit::{argmax, entropy};
 use loopscope_engine::folder::load_dir;
 use loopscope_engine::golden::GoldenCase;
 use loopscope_engine::trace::Exit;
-use loopscope_engine::{block_on, ExitCriterion, Record, Session, ThinkingSettings};
+use loopscope_engine::{block_on, ExitCriterion, Record, RecurrentModel, Session, ThinkingSettings};
 
 type B = NdArray;
 
@@ -17,7 +17,7 @@ fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/huginn-tiny-a")
 }
 
-fn load() -> (loopscope_engine::RecurrentModel<B>, GoldenCase) {
+fn load() -> (RecurrentModel<B>, GoldenCase) {
     let loaded = load_dir::<B>(&fixture(), &Default::default()).unwrap();
     (loaded.model, GoldenCase::open(&fixture()).unwrap())
 }
@@ -204,4 +204,39 @@ fn argmax_stability_counts_match_the_golden_lens() {
     for (a, b) in h.iter().zip(&case.expected["exit_entropy"]) {
         assert!((a - b).abs() < 1e-4);
     }
+}
+
+#[test]
+fn exported_weights_reload_to_the_same_model() {
+    let (model, case) = load();
+    let tensors = model.named_tensors();
+    let mut files = std::collections::HashMap::new();
+    files.insert("config.json".to_string(), std::fs::read(fixture().join("config.json")).unwrap());
+    let bytes = loopscope_engine::weights::write_safetensors(&tensors, false).unwrap();
+    files.insert("model.safetensors".to_string(), bytes);
+    let reloaded = loopscope_engine::folder::load_files::<B>(files, &Default::default()).unwrap().model;
+    for check in block_on(case.check(&reloaded)).unwrap() {
+        assert!(check.passed(), "{}: {}", check.name, check.max_abs_error);
+    }
+}
+
+#[test]
+fn fresh_models_are_seeded_and_loadable() {
+    let config = loopscope_engine::ModelConfig::from_json(&std::fs::read_to_string(fixture().join("config.json")).unwrap()).unwrap();
+    let a = RecurrentModel::<B>::init(&config, 5, &Default::default()).named_tensors();
+    let b = RecurrentModel::<B>::init(&config, 5, &Default::default()).named_tensors();
+    let c = RecurrentModel::<B>::init(&config, 6, &Default::default()).named_tensors();
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    // Every tensor the loader expects is there, with the right shape: loading succeeds.
+    let mut files = std::collections::HashMap::new();
+    files.insert("config.json".to_string(), std::fs::read(fixture().join("config.json")).unwrap());
+    files.insert("model.safetensors".to_string(), loopscope_engine::weights::write_safetensors(&a, true).unwrap());
+    assert!(loopscope_engine::folder::load_files::<B>(files, &Default::default()).is_ok());
+    // Output projections start smaller than input projections (Takase).
+    let spread = |name: &str| {
+        let t = &a.iter().find(|(n, _)| n == name).unwrap().1.values;
+        (t.iter().map(|v| v * v).sum::<f32>() / t.len() as f32).sqrt()
+    };
+    assert!(spread("transformer.core_block.0.attn.proj.weight") < 0.5 * spread("transformer.core_block.0.attn.Wqkv.weight"));
 }

@@ -3,6 +3,7 @@
 
 mod attention;
 mod block;
+mod init;
 mod linear;
 mod mlp;
 mod norm;
