@@ -1,0 +1,753 @@
+//! The generated corpus: short English sentences, half of them plain filler and half carrying a
+//! computation whose answer can be checked, in three families of graded difficulty.
+//!
+//! Each computing sentence comes from a [`Problem`] (the numbers and operations) rendered through
+//! one of several templates. The train/test split is decided from the problem alone, so a held-out
+//! problem never reaches training under any wording.
+
+use std::collections::HashSet;
+use std::io::{self, Write};
+
+use rand::seq::IndexedRandom;
+use rand::{Rng, RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Kinds of reasoning, from easiest to hardest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    /// The larger or smaller of two numbers up to 99: one look at the tens digits mostly decides.
+    Compare,
+    /// A value 0-99 updated one to three times by plus/minus 1-19: a short sequential computation.
+    Chain,
+    /// Addition or subtraction of 2-3 digit numbers with carries and borrows, answer below 1000:
+    /// the first answer digit already depends on every carry, so the model has to finish the sum
+    /// in latent space before writing anything.
+    Arithmetic,
+}
+
+impl Family {
+    pub const ALL: [Family; 3] = [Family::Compare, Family::Chain, Family::Arithmetic];
+}
+
+/// One sentence split where the answer sits: `prompt + answer + suffix` is the whole sentence.
+/// The answer starts with a space, so tokenizing the prompt and the answer apart gives the same
+/// tokens as tokenizing them together.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Example {
+    pub family: Family,
+    pub prompt: String,
+    pub answer: String,
+    pub suffix: String,
+}
+
+impl Example {
+    pub fn sentence(&self) -> String {
+        format!("{}{}{}", self.prompt, self.answer, self.suffix)
+    }
+}
+
+/// The content of a computing sentence, independent of its wording.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// `a - b` when `subtract` (then `a >= b`), else `a + b`.
+    Arithmetic { a: u32, b: u32, subtract: bool },
+    /// `start` followed by signed updates; every intermediate value stays within 0-99.
+    Chain { start: u32, steps: Vec<i32> },
+    /// Pick the larger (or smaller) of two different numbers.
+    Compare { a: u32, b: u32, larger: bool },
+}
+
+impl Problem {
+    pub fn family(&self) -> Family {
+        match self {
+            Problem::Arithmetic { .. } => Family::Arithmetic,
+            Problem::Chain { .. } => Family::Chain,
+            Problem::Compare { .. } => Family::Compare,
+        }
+    }
+
+    /// The number the sentence asks for (for comparisons, the chosen one of the two).
+    pub fn solution(&self) -> u32 {
+        match *self {
+            Problem::Arithmetic { a, b, subtract } => {
+                if subtract {
+                    a - b
+                } else {
+                    a + b
+                }
+            }
+            Problem::Chain { start, ref steps } => {
+                steps.iter().fold(start as i32, |value, step| value + step) as u32
+            }
+            Problem::Compare { a, b, larger } => {
+                if larger {
+                    a.max(b)
+                } else {
+                    a.min(b)
+                }
+            }
+        }
+    }
+
+    /// A canonical description: operand order is dropped where it doesn't change the problem,
+    /// so `389 + 472` and `472 + 389` land in the same split.
+    fn key(&self) -> String {
+        match *self {
+            Problem::Arithmetic {
+                a,
+                b,
+                subtract: true,
+            } => format!("arithmetic {a}-{b}"),
+            Problem::Arithmetic {
+                a,
+                b,
+                subtract: false,
+            } => {
+                format!("arithmetic {}+{}", a.min(b), a.max(b))
+            }
+            Problem::Chain { start, ref steps } => {
+                let steps: String = steps.iter().map(|s| format!("{s:+}")).collect();
+                format!("chain {start}{steps}")
+            }
+            Problem::Compare { a, b, larger } => {
+                let pick = if larger { "max" } else { "min" };
+                format!("compare {pick} {} {}", a.min(b), a.max(b))
+            }
+        }
+    }
+}
+
+/// Whether a problem belongs to the test split (about one in ten). A fixed hash rather than
+/// `std`'s hasher, whose output may change between Rust releases.
+pub fn is_held_out(problem: &Problem) -> bool {
+    let fnv = problem
+        .key()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    // splitmix64 finalizer: FNV's low bits alone mix poorly.
+    let mut z = fnv;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    z % 10 == 0
+}
+
+/// `sentences` sentences of the training split, one per line (each ends with `\n`): half filler,
+/// the rest spread evenly over the families. The same seed gives the same text.
+pub fn training_text(seed: u64, sentences: usize) -> String {
+    let mut text = String::new();
+    for (_, sentence) in training_sentences(seed).take(sentences) {
+        text.push_str(&sentence);
+        text.push('\n');
+    }
+    text
+}
+
+/// Training sentences with the problem behind each (`None` for filler).
+fn training_sentences(seed: u64) -> impl Iterator<Item = (Option<Problem>, String)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    std::iter::repeat_with(move || {
+        if rng.random_bool(0.5) {
+            return (None, filler(&mut rng));
+        }
+        let family = *Family::ALL.choose(&mut rng).expect("families exist");
+        let problem = sample_problem(family, false, &mut rng);
+        let sentence = render(&problem, &mut rng).sentence();
+        (Some(problem), sentence)
+    })
+}
+
+/// `per_family` examples of each family from the held-out split, grouped by family, each
+/// problem at most once. Returns fewer when a family runs out of distinct held-out problems.
+pub fn test_set(seed: u64, per_family: usize) -> Vec<Example> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut examples = Vec::with_capacity(per_family * Family::ALL.len());
+    for family in Family::ALL {
+        let mut seen = HashSet::new();
+        let mut attempts = 0;
+        while seen.len() < per_family && attempts < per_family * 100 {
+            attempts += 1;
+            let problem = sample_problem(family, true, &mut rng);
+            if seen.insert(problem.key()) {
+                examples.push(render(&problem, &mut rng));
+            }
+        }
+    }
+    examples
+}
+
+/// One JSON object per line with `family`, `prompt`, `answer` and `suffix`: the eval file the
+/// engine reads from the model folder.
+pub fn write_eval_jsonl(examples: &[Example], mut writer: impl Write) -> io::Result<()> {
+    for example in examples {
+        serde_json::to_writer(&mut writer, example)?;
+        writer.write_all(b"\n")?;
+    }
+    writer.flush()
+}
+
+fn sample_problem(family: Family, held_out: bool, rng: &mut impl Rng) -> Problem {
+    loop {
+        let problem = match family {
+            Family::Arithmetic => arithmetic(rng),
+            Family::Chain => chain(rng),
+            Family::Compare => compare(rng),
+        };
+        if is_held_out(&problem) == held_out {
+            return problem;
+        }
+    }
+}
+
+fn arithmetic(rng: &mut impl Rng) -> Problem {
+    let subtract = rng.random_bool(0.5);
+    loop {
+        let (x, y) = (operand(rng), operand(rng));
+        if subtract {
+            return Problem::Arithmetic {
+                a: x.max(y),
+                b: x.min(y),
+                subtract,
+            };
+        }
+        if x + y < 1000 {
+            return Problem::Arithmetic {
+                a: x,
+                b: y,
+                subtract,
+            };
+        }
+    }
+}
+
+/// Two- and three-digit operands equally often, so short sums aren't drowned out.
+fn operand(rng: &mut impl Rng) -> u32 {
+    if rng.random_bool(0.5) {
+        rng.random_range(10..100)
+    } else {
+        rng.random_range(100..1000)
+    }
+}
+
+fn chain(rng: &mut impl Rng) -> Problem {
+    let start = rng.random_range(0..100);
+    let mut value = start as i32;
+    let steps = (0..rng.random_range(1..=3))
+        .map(|_| {
+            let size = rng.random_range(1..20);
+            let up = if value + size > 99 {
+                false
+            } else if value - size < 0 {
+                true
+            } else {
+                rng.random_bool(0.5)
+            };
+            let step = if up { size } else { -size };
+            value += step;
+            step
+        })
+        .collect();
+    Problem::Chain { start, steps }
+}
+
+fn compare(rng: &mut impl Rng) -> Problem {
+    let a = rng.random_range(1..100);
+    let b = loop {
+        let b = rng.random_range(1..100);
+        if b != a {
+            break b;
+        }
+    };
+    Problem::Compare {
+        a,
+        b,
+        larger: rng.random_bool(0.5),
+    }
+}
+
+const PEOPLE: [(&str, &str); 16] = [
+    ("Tom", "he"),
+    ("Mia", "she"),
+    ("Sam", "he"),
+    ("Anna", "she"),
+    ("Ben", "he"),
+    ("Lily", "she"),
+    ("Max", "he"),
+    ("Emma", "she"),
+    ("Leo", "he"),
+    ("Zoe", "she"),
+    ("Jack", "he"),
+    ("Nora", "she"),
+    ("Finn", "he"),
+    ("Ruby", "she"),
+    ("Owen", "he"),
+    ("Ella", "she"),
+];
+/// Countable things with a regular plural.
+const THINGS: [&str; 14] = [
+    "marble", "apple", "coin", "book", "stamp", "shell", "card", "sticker", "cookie", "pencil",
+    "flower", "button", "rock", "toy",
+];
+const CONTAINERS: [&str; 6] = ["box", "jar", "bag", "basket", "drawer", "bowl"];
+const VARIABLES: [&str; 12] = ["a", "b", "c", "d", "m", "n", "p", "q", "r", "x", "y", "z"];
+
+fn pick<'a>(list: &[&'a str], rng: &mut impl Rng) -> &'a str {
+    list.choose(rng).expect("word lists are not empty")
+}
+
+/// Two different people.
+fn two_people(rng: &mut impl Rng) -> (&'static str, &'static str) {
+    let first = PEOPLE.choose(rng).expect("people exist").0;
+    loop {
+        let second = PEOPLE.choose(rng).expect("people exist").0;
+        if second != first {
+            return (first, second);
+        }
+    }
+}
+
+fn counted(n: u32, noun: &str) -> String {
+    if n == 1 {
+        noun.to_string()
+    } else {
+        format!("{noun}s")
+    }
+}
+
+fn render(problem: &Problem, rng: &mut impl Rng) -> Example {
+    let family = problem.family();
+    let number = format!(" {}", problem.solution());
+    let (prompt, answer, suffix) = match *problem {
+        Problem::Arithmetic { a, b, subtract } => {
+            let c = problem.solution();
+            let (name, he) = *PEOPLE.choose(rng).expect("people exist");
+            let thing = pick(&THINGS, rng);
+            let box_ = pick(&CONTAINERS, rng);
+            let (prompt, suffix) = match (subtract, rng.random_range(0..4)) {
+                (false, 0) => {
+                    let verb = pick(&["found", "won", "got", "bought"], rng);
+                    (
+                        format!("{name} had {a} {thing}s and {verb} {b} more, so now {he} has"),
+                        format!(" {}.", counted(c, thing)),
+                    )
+                }
+                (false, 1) => (
+                    format!(
+                        "There were {a} {thing}s in the {box_}, and {name} put in {b} more, \
+                         which makes"
+                    ),
+                    format!(" {} in the {box_}.", counted(c, thing)),
+                ),
+                (false, 2) => (format!("{a} plus {b} is"), ".".to_string()),
+                (false, _) => (
+                    format!(
+                        "{name} read {a} pages on Monday and {b} pages on Tuesday, so {he} read"
+                    ),
+                    " pages in all.".to_string(),
+                ),
+                (true, 0) => {
+                    let verb = pick(&["lost", "gave away", "sold"], rng);
+                    (
+                        format!("{name} had {a} {thing}s and {verb} {b} of them, so now {he} has"),
+                        format!(" {}.", counted(c, thing)),
+                    )
+                }
+                (true, 1) => (
+                    format!(
+                        "There were {a} {thing}s in the {box_}, and {name} took out {b}, \
+                         which leaves"
+                    ),
+                    format!(" {} in the {box_}.", counted(c, thing)),
+                ),
+                (true, 2) => (format!("{a} minus {b} is"), ".".to_string()),
+                (true, _) => (
+                    format!("If you take {b} away from {a}, you get"),
+                    ".".to_string(),
+                ),
+            };
+            (prompt, number, suffix)
+        }
+        Problem::Chain { start, ref steps } => {
+            let (prompt, suffix) = render_chain(start, steps, problem.solution(), rng);
+            (prompt, number, suffix)
+        }
+        Problem::Compare { a, b, larger } => {
+            let (first, second) = two_people(rng);
+            let winner = |x: u32| {
+                if x == problem.solution() {
+                    first
+                } else {
+                    second
+                }
+            };
+            match rng.random_range(0..4) {
+                0 => {
+                    let which = if larger { "larger" } else { "smaller" };
+                    (
+                        format!("Which is {which}, {a} or {b}? It is"),
+                        number,
+                        ".".to_string(),
+                    )
+                }
+                1 => {
+                    let which = if larger { "bigger" } else { "smaller" };
+                    (
+                        format!("Between {a} and {b}, the {which} number is"),
+                        number,
+                        ".".to_string(),
+                    )
+                }
+                2 => {
+                    let thing = pick(&THINGS, rng);
+                    let which = if larger { "more" } else { "fewer" };
+                    (
+                        format!(
+                            "{first} has {a} {} and {second} has {b} {}, so the one with {which} is",
+                            counted(a, thing),
+                            counted(b, thing)
+                        ),
+                        format!(" {}", winner(a)),
+                        ".".to_string(),
+                    )
+                }
+                _ => {
+                    let which = if larger { "older" } else { "younger" };
+                    (
+                        format!(
+                            "{first} is {a} {} old and {second} is {b}, so the {which} one is",
+                            counted(a, "year")
+                        ),
+                        format!(" {}", winner(a)),
+                        ".".to_string(),
+                    )
+                }
+            }
+        }
+    };
+    Example {
+        family,
+        prompt,
+        answer,
+        suffix,
+    }
+}
+
+/// Prompt and suffix of a chain sentence.
+fn render_chain(start: u32, steps: &[i32], result: u32, rng: &mut impl Rng) -> (String, String) {
+    match rng.random_range(0..4) {
+        0 | 1 => {
+            let mut names = VARIABLES.to_vec();
+            let mut take = |rng: &mut dyn Rng| names.swap_remove(rng.random_range(0..names.len()));
+            let mut current = take(rng);
+            let let_style = rng.random_bool(0.5);
+            let mut parts = vec![if let_style {
+                format!("Let {current} be {start}")
+            } else {
+                format!("{current} is {start}")
+            }];
+            for &step in steps {
+                let next = take(rng);
+                let op = if step > 0 { "plus" } else { "minus" };
+                let size = step.abs();
+                parts.push(if let_style {
+                    format!("let {next} be {current} {op} {size}")
+                } else {
+                    format!("{next} is {current} {op} {size}")
+                });
+                current = next;
+            }
+            let prompt = if let_style {
+                format!("{}. Then {current} is", parts.join(", then "))
+            } else {
+                format!("{}. So {current} is", parts.join(". "))
+            };
+            (prompt, ".".to_string())
+        }
+        2 => {
+            let (name, _) = *PEOPLE.choose(rng).expect("people exist");
+            let moves: Vec<String> = steps
+                .iter()
+                .map(|&s| format!("{} {}", if s > 0 { "gains" } else { "loses" }, s.abs()))
+                .collect();
+            (
+                format!(
+                    "{name} starts with {start} points, then {}, and ends with",
+                    moves.join(", then ")
+                ),
+                format!(" {}.", counted(result, "point")),
+            )
+        }
+        _ => {
+            let moves: Vec<String> = steps
+                .iter()
+                .map(|&s| format!("{} {}", if s > 0 { "add" } else { "take away" }, s.abs()))
+                .collect();
+            (
+                format!("Start at {start}, {}, and you get", moves.join(", ")),
+                ".".to_string(),
+            )
+        }
+    }
+}
+
+const ADJECTIVES: [&str; 16] = [
+    "red", "blue", "green", "small", "big", "old", "new", "happy", "quiet", "soft", "bright",
+    "funny", "brown", "little", "warm", "tall",
+];
+const ANIMALS: [&str; 10] = [
+    "dog", "cat", "bird", "horse", "rabbit", "duck", "goat", "cow", "frog", "pig",
+];
+const PLACES: [&str; 12] = [
+    "park", "garden", "kitchen", "school", "library", "river", "forest", "shop", "house", "beach",
+    "farm", "yard",
+];
+const OBJECTS: [&str; 12] = [
+    "ball", "hat", "kite", "cup", "chair", "door", "window", "bike", "coat", "lamp", "map", "boat",
+];
+const ACTIONS: [&str; 10] = [
+    "saw", "found", "liked", "painted", "carried", "washed", "fixed", "lost", "held", "opened",
+];
+const MOVES: [&str; 9] = [
+    "slept", "ran", "jumped", "sang", "waited", "played", "sat", "walked", "rested",
+];
+const TIMES: [&str; 8] = [
+    "in the morning",
+    "after lunch",
+    "in the evening",
+    "on Sunday",
+    "every day",
+    "at night",
+    "before school",
+    "last week",
+];
+const WEATHER: [&str; 6] = ["sunny", "rainy", "cold", "windy", "warm", "quiet"];
+
+/// A sentence with nothing to compute, from a small grammar over a few hundred words.
+fn filler(rng: &mut impl Rng) -> String {
+    let (name, he) = *PEOPLE.choose(rng).expect("people exist");
+    let (adj, animal, place) = (
+        pick(&ADJECTIVES, rng),
+        pick(&ANIMALS, rng),
+        pick(&PLACES, rng),
+    );
+    let (object, action, time) = (pick(&OBJECTS, rng), pick(&ACTIONS, rng), pick(&TIMES, rng));
+    let walk = pick(&MOVES, rng);
+    match rng.random_range(0..7) {
+        0 => format!("{name} {action} the {adj} {object} in the {place}."),
+        1 => format!("The {adj} {animal} {walk} near the {place} {time}."),
+        2 => {
+            let (first, second) = two_people(rng);
+            format!("{first} and {second} went to the {place} {time}.")
+        }
+        3 => {
+            let weather = pick(&WEATHER, rng);
+            format!("It was a {weather} day, so {name} stayed in the {place}.")
+        }
+        4 => format!(
+            "{name} likes {animal}s and {}s, but {he} does not like {object}s.",
+            pick(&THINGS, rng)
+        ),
+        5 => format!("In the {place}, the {animal} {walk} while {name} {action} the {object}."),
+        _ => format!(
+            "{name} said that the {object} was {adj} and {}.",
+            pick(&ADJECTIVES, rng)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The numbers in a sentence, in order.
+    fn numbers(text: &str) -> Vec<u32> {
+        text.split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap())
+            .collect()
+    }
+
+    fn answer_number(example: &Example) -> u32 {
+        example.answer.trim().parse().unwrap()
+    }
+
+    #[test]
+    fn same_seed_same_data() {
+        assert_eq!(training_text(7, 500), training_text(7, 500));
+        assert_ne!(training_text(7, 500), training_text(8, 500));
+        assert_eq!(test_set(3, 50), test_set(3, 50));
+    }
+
+    #[test]
+    fn arithmetic_answers_are_right() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..2000 {
+            let example = render(
+                &sample_problem(Family::Arithmetic, false, &mut rng),
+                &mut rng,
+            );
+            let n = numbers(&example.prompt);
+            assert_eq!(n.len(), 2, "{example:?}");
+            let subtract = ["minus", "lost", "gave away", "sold", "took out", "take"]
+                .iter()
+                .any(|cue| example.prompt.contains(cue));
+            let expected = if subtract {
+                n[0].max(n[1]) - n[0].min(n[1])
+            } else {
+                n[0] + n[1]
+            };
+            assert_eq!(answer_number(&example), expected, "{example:?}");
+            assert!(expected < 1000 && n.iter().all(|&x| (10..1000).contains(&x)));
+            assert!(example.answer.starts_with(' '));
+        }
+    }
+
+    #[test]
+    fn chain_answers_are_right() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        for _ in 0..2000 {
+            let example = render(&sample_problem(Family::Chain, false, &mut rng), &mut rng);
+            // Replay the sentence: each number after the first applies the last cue word seen.
+            let mut value: Option<i64> = None;
+            let mut sign = 1;
+            for word in example.prompt.split(|c: char| !c.is_alphanumeric()) {
+                match word {
+                    "plus" | "gains" | "add" => sign = 1,
+                    "minus" | "loses" | "take" => sign = -1,
+                    _ => {
+                        if let Ok(n) = word.parse::<i64>() {
+                            value = Some(value.map_or(n, |v| v + sign * n));
+                            assert!((0..100).contains(&value.unwrap()), "{example:?}");
+                        }
+                    }
+                }
+            }
+            assert_eq!(
+                value.unwrap(),
+                i64::from(answer_number(&example)),
+                "{example:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn compare_answers_are_right() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..2000 {
+            let example = render(&sample_problem(Family::Compare, false, &mut rng), &mut rng);
+            let n = numbers(&example.prompt);
+            assert_eq!(n.len(), 2, "{example:?}");
+            let larger = ["larger", "bigger", "more", "older"]
+                .iter()
+                .any(|cue| example.prompt.contains(cue));
+            let expected = if larger {
+                n[0].max(n[1])
+            } else {
+                n[0].min(n[1])
+            };
+            let chosen = match example.answer.trim().parse::<u32>() {
+                Ok(number) => number,
+                // A name: the number right after it in the prompt is theirs.
+                Err(_) => {
+                    let after = example.prompt.split(example.answer.trim()).nth(1).unwrap();
+                    numbers(after)[0]
+                }
+            };
+            assert_eq!(chosen, expected, "{example:?}");
+        }
+    }
+
+    #[test]
+    fn test_problems_never_reach_training() {
+        for (problem, _) in training_sentences(11).take(50_000) {
+            if let Some(problem) = problem {
+                assert!(!is_held_out(&problem), "{problem:?}");
+            }
+        }
+        let train: HashSet<String> = training_text(11, 50_000)
+            .lines()
+            .map(String::from)
+            .collect();
+        let test = test_set(12, 300);
+        assert!(test.iter().all(|e| !train.contains(&e.sentence())));
+    }
+
+    #[test]
+    fn about_a_tenth_is_held_out() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for family in Family::ALL {
+            let held = (0..10_000)
+                .filter(|_| {
+                    let problem = match family {
+                        Family::Arithmetic => arithmetic(&mut rng),
+                        Family::Chain => chain(&mut rng),
+                        Family::Compare => compare(&mut rng),
+                    };
+                    is_held_out(&problem)
+                })
+                .count();
+            assert!((700..1300).contains(&held), "{family:?}: {held}");
+        }
+    }
+
+    #[test]
+    fn split_ignores_operand_order() {
+        for a in 10..60 {
+            for b in 10..60 {
+                let sum = |a, b| {
+                    is_held_out(&Problem::Arithmetic {
+                        a,
+                        b,
+                        subtract: false,
+                    })
+                };
+                assert_eq!(sum(a, b), sum(b, a));
+            }
+        }
+    }
+
+    #[test]
+    fn every_family_and_filler_appear() {
+        let sentences: Vec<_> = training_sentences(5).take(4000).collect();
+        let filler = sentences.iter().filter(|(p, _)| p.is_none()).count();
+        assert!((1800..2200).contains(&filler), "{filler} filler sentences");
+        for family in Family::ALL {
+            let count = sentences
+                .iter()
+                .filter(|(p, _)| p.as_ref().map(Problem::family) == Some(family))
+                .count();
+            assert!(count > 500, "{family:?}: {count}");
+        }
+        for (problem, sentence) in &sentences {
+            assert_eq!(
+                problem.is_none(),
+                !sentence.contains(|c: char| c.is_ascii_digit())
+            );
+        }
+        let test = test_set(6, 40);
+        for family in Family::ALL {
+            assert_eq!(test.iter().filter(|e| e.family == family).count(), 40);
+        }
+    }
+
+    #[test]
+    fn eval_jsonl_has_one_object_per_line() {
+        let examples = test_set(9, 5);
+        let mut out = Vec::new();
+        write_eval_jsonl(&examples, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), examples.len());
+        let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(first["family"], "compare");
+        let back: Vec<Example> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(back, examples);
+    }
+}

@@ -1,0 +1,113 @@
+//! `loopscope-train`: builds the corpus and tokenizer, trains a small recurrent-depth model with
+//! the paper's recipe, and writes a model folder the engine loads.
+
+mod data;
+mod recipe;
+mod trainer;
+mod vocab;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use burn::module::AutodiffModule;
+use clap::Parser;
+use loopscope_engine::weights::write_safetensors;
+use thiserror::Error;
+
+use crate::recipe::Recipe;
+
+#[derive(Debug, Error)]
+pub enum TrainError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("checkpoint: {0}")]
+    Record(String),
+    #[error("data: {0}")]
+    Data(String),
+    #[error(transparent)]
+    Vocab(#[from] vocab::VocabError),
+    #[error(transparent)]
+    Engine(#[from] loopscope_engine::EngineError),
+}
+
+impl TrainError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io { path: path.display().to_string(), source }
+    }
+    fn record(e: burn::record::RecorderError) -> Self {
+        Self::Record(e.to_string())
+    }
+}
+
+/// Trains a model from scratch (or resumes the run in `--run-dir`) and writes the model folder.
+#[derive(Parser)]
+#[command(name = "loopscope-train", version)]
+struct Args {
+    /// The run's recipe (JSON): shape, data, schedule and seed.
+    #[arg(long)]
+    recipe: PathBuf,
+    /// Model folder to write: config.json, model.safetensors, tokenizer.json, eval.jsonl, recipe.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// Checkpoints and validation log; an existing run there is resumed. Default: runs/NAME.
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Held-out examples per family written to eval.jsonl.
+    #[arg(long, default_value_t = 100)]
+    eval_per_family: usize,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), TrainError> {
+    let text = std::fs::read_to_string(&args.recipe).map_err(|e| TrainError::io(&args.recipe, e))?;
+    let recipe: Recipe =
+        serde_json::from_str(&text).map_err(|e| TrainError::Data(format!("{}: {e}", args.recipe.display())))?;
+    let run_dir = args.run_dir.clone().unwrap_or_else(|| default_run_dir(&args.out));
+    std::fs::create_dir_all(&args.out).map_err(|e| TrainError::io(&args.out, e))?;
+
+    eprintln!("corpus: {} sentences", recipe.corpus_sentences);
+    let corpus = data::training_text(recipe.seed, recipe.corpus_sentences);
+    let tokenizer = vocab::train_tokenizer(&corpus, recipe.vocab_size)?;
+    let vocab_size = tokenizer.get_vocab_size(true);
+    // Validation text comes from another seed: the same distribution, other sentences.
+    let validation = data::training_text(recipe.seed ^ 0x5eed_0f_7a11, (recipe.corpus_sentences / 50).max(64));
+    let train_tokens = vocab::encode(&tokenizer, &corpus)?;
+    let val_tokens = vocab::encode(&tokenizer, &validation)?;
+    eprintln!("tokenizer: {vocab_size} tokens; corpus {} tokens", train_tokens.tokens.len());
+
+    let model = trainer::train(&recipe, vocab_size, &train_tokens, &val_tokens, &run_dir)?.valid();
+
+    let write = |name: &str, bytes: &[u8]| {
+        let path = args.out.join(name);
+        std::fs::write(&path, bytes).map_err(|e| TrainError::io(&path, e))
+    };
+    write("config.json", serde_json::to_string_pretty(&model.config).expect("plain data").as_bytes())?;
+    write("model.safetensors", &write_safetensors(&model.named_tensors(), false)?)?;
+    write("recipe.json", serde_json::to_string_pretty(&recipe).expect("plain data").as_bytes())?;
+    vocab::save(&tokenizer, &args.out.join("tokenizer.json"))?;
+    let mut eval = Vec::new();
+    data::write_eval_jsonl(&data::test_set(recipe.seed, args.eval_per_family), &mut eval)
+        .map_err(|e| TrainError::io(&args.out.join("eval.jsonl"), e))?;
+    write("eval.jsonl", &eval)?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+/// `--out public/models/NAME` checkpoints in `runs/NAME`: outside the shipped folder, ignored by git.
+fn default_run_dir(out: &Path) -> PathBuf {
+    let name = out.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "model".into());
+    Path::new("runs").join(name)
+}

@@ -1,0 +1,144 @@
+//! A training run, fully described: model shape, data, schedule and seed. Saved next to the
+//! checkpoints so a run can be resumed or repeated exactly.
+
+use loopscope_engine::config::InitValues;
+use loopscope_engine::ModelConfig;
+use rand::{Rng, RngExt};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recipe {
+    pub n_embd: usize,
+    pub n_heads: usize,
+    pub n_layers_in_prelude: usize,
+    pub n_layers_in_recurrent_block: usize,
+    pub n_layers_in_coda: usize,
+    pub intermediate_size: usize,
+    pub block_size: usize,
+    /// Mean of the per-step iteration count r = 1 + Poisson(lambda).
+    pub mean_recurrence: usize,
+    /// Gradients flow through the last k = min(r, this) iterations only.
+    pub mean_backprop_depth: usize,
+    pub rope_base: f64,
+    /// Target size of the BPE vocabulary; the embedding is padded to a multiple of 64.
+    pub vocab_size: usize,
+    /// Sentences in the generated training corpus.
+    pub corpus_sentences: usize,
+    pub batch_size: usize,
+    pub seq_len: usize,
+    pub steps: usize,
+    pub warmup_steps: usize,
+    pub learning_rate: f64,
+    /// The learning rate decays along a cosine to this fraction of its peak.
+    pub final_lr_fraction: f64,
+    pub weight_decay: f32,
+    pub grad_clip: f32,
+    pub seed: u64,
+    pub log_every: usize,
+    pub eval_every: usize,
+    pub checkpoint_every: usize,
+}
+
+impl Recipe {
+    /// The engine's config for this shape and a tokenizer of `vocab` tokens.
+    pub fn model_config(&self, vocab: usize) -> ModelConfig {
+        let std = (2.0 / (5.0 * self.n_embd as f64)).sqrt();
+        ModelConfig {
+            n_embd: self.n_embd,
+            n_heads: self.n_heads,
+            num_key_value_heads: Some(self.n_heads),
+            n_layers_in_prelude: self.n_layers_in_prelude,
+            n_layers_in_recurrent_block: self.n_layers_in_recurrent_block,
+            n_layers_in_coda: self.n_layers_in_coda,
+            intermediate_size: self.intermediate_size,
+            padded_vocab_size: vocab.div_ceil(64) * 64,
+            vocab_size: Some(vocab),
+            rope_base: self.rope_base,
+            norm_eps: 1e-6,
+            qk_bias: true,
+            tie_embeddings: true,
+            block_size: self.block_size,
+            mean_recurrence: self.mean_recurrence,
+            mean_backprop_depth: Some(self.mean_backprop_depth),
+            init_values: Some(InitValues {
+                std,
+                embed_scale: (self.n_embd as f64).sqrt(),
+                embedding: Some(std),
+                out_proj: None,
+            }),
+        }
+    }
+
+    /// Learning rate at `step`: linear warmup, then a cosine down to `final_lr_fraction`.
+    pub fn learning_rate_at(&self, step: usize) -> f64 {
+        if step < self.warmup_steps {
+            return self.learning_rate * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let span = (self.steps - self.warmup_steps).max(1) as f64;
+        let progress = ((step - self.warmup_steps) as f64 / span).min(1.0);
+        let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+        self.learning_rate * (self.final_lr_fraction + (1.0 - self.final_lr_fraction) * cosine)
+    }
+
+    /// Iterations for one step, as the paper samples them: r = 1 + Poisson(lambda) with lambda
+    /// log-normal around the mean; returns (iterations without gradient, iterations with gradient).
+    pub fn sample_depth(&self, rng: &mut impl Rng) -> (usize, usize) {
+        let sigma = 0.5f64;
+        let mu = (self.mean_recurrence as f64).ln() - sigma * sigma / 2.0;
+        let z = standard_normal(rng);
+        let lambda = (mu + sigma * z).exp();
+        let r = 1 + poisson(rng, lambda);
+        let k = r.min(self.mean_backprop_depth);
+        (r - k, k)
+    }
+}
+
+fn standard_normal(rng: &mut impl Rng) -> f64 {
+    let u1: f64 = 1.0 - rng.random::<f64>();
+    let u2: f64 = rng.random::<f64>();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// Knuth's method: fine for the small rates used here.
+fn poisson(rng: &mut impl Rng, lambda: f64) -> usize {
+    let limit = (-lambda).exp();
+    let mut product = rng.random::<f64>();
+    let mut count = 0;
+    while product > limit {
+        product *= rng.random::<f64>();
+        count += 1;
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    pub fn recipe() -> Recipe {
+        serde_json::from_str(include_str!("../recipes/smoke.json")).unwrap()
+    }
+
+    #[test]
+    fn depth_distribution_centres_on_the_mean() {
+        let recipe = Recipe { mean_recurrence: 8, mean_backprop_depth: 4, ..recipe() };
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let draws: Vec<(usize, usize)> = (0..4000).map(|_| recipe.sample_depth(&mut rng)).collect();
+        let mean = draws.iter().map(|(n, k)| n + k).sum::<usize>() as f64 / draws.len() as f64;
+        // E[r] = 1 + E[lambda] = 1 + mean.
+        assert!((mean - 9.0).abs() < 0.3, "mean r {mean}");
+        assert!(draws.iter().all(|&(n, k)| k >= 1 && k <= 4 && (n == 0 || k == 4)));
+        assert!(draws.iter().any(|&(n, k)| n + k > 16) && draws.iter().any(|&(n, k)| n + k <= 3));
+    }
+
+    #[test]
+    fn learning_rate_warms_up_then_decays() {
+        let recipe = Recipe { steps: 100, warmup_steps: 10, learning_rate: 1e-3, final_lr_fraction: 0.1, ..recipe() };
+        assert!(recipe.learning_rate_at(0) < recipe.learning_rate_at(5));
+        assert!((recipe.learning_rate_at(9) - 1e-3).abs() < 1e-12);
+        assert!(recipe.learning_rate_at(50) < 1e-3 && recipe.learning_rate_at(50) > 1e-4);
+        assert!((recipe.learning_rate_at(99) - 1e-4).abs() < 1e-5);
+    }
+}

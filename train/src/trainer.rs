@@ -1,0 +1,251 @@
+//! The training loop: the paper's recipe on burn's autodiff, with resumable checkpoints.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::backend::{Autodiff, NdArray};
+use burn::module::{AutodiffModule, Module};
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::grad_clipping::GradientClippingConfig;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor, TensorData};
+use loopscope_engine::cache::NoMemory;
+use loopscope_engine::state::random_initial_state;
+use loopscope_engine::RecurrentModel;
+use rand::{Rng, RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::recipe::Recipe;
+use crate::vocab::TokenStream;
+use crate::TrainError;
+
+pub type TrainBackend = Autodiff<NdArray>;
+type Adam = OptimizerAdaptor<burn::optim::AdamW, RecurrentModel<TrainBackend>, TrainBackend>;
+
+/// Where a run stands: written with every checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Progress {
+    pub step: usize,
+    pub tokens_seen: usize,
+}
+
+/// One validation measurement: the loss at several fixed iteration counts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Validation {
+    pub step: usize,
+    pub losses: Vec<(usize, f32)>,
+}
+
+/// Trains from `train_tokens`, checkpointing under `run_dir`; resumes from the last checkpoint
+/// there when one exists. Returns the trained model.
+pub fn train(
+    recipe: &Recipe,
+    vocab: usize,
+    train_tokens: &TokenStream,
+    val_tokens: &TokenStream,
+    run_dir: &Path,
+) -> Result<RecurrentModel<TrainBackend>, TrainError> {
+    let device = Default::default();
+    let config = recipe.model_config(vocab);
+    let needed = recipe.seq_len + 2;
+    if train_tokens.tokens.len() < needed || val_tokens.tokens.len() < needed {
+        return Err(TrainError::Data(format!("the corpus is shorter than one sequence of {needed} tokens")));
+    }
+    std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
+    let mut model = RecurrentModel::<TrainBackend>::init(&config, recipe.seed, &device);
+    let mut optimizer: Adam = AdamWConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.95)
+        .with_weight_decay(recipe.weight_decay)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(recipe.grad_clip)))
+        .init();
+    let mut progress = Progress { step: 0, tokens_seen: 0 };
+    let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+    let checkpoint = Checkpoint::new(run_dir);
+    if checkpoint.exists() {
+        model = model.load_file(checkpoint.model(), &recorder, &device).map_err(TrainError::record)?;
+        let record = recorder.load(checkpoint.optimizer(), &device).map_err(TrainError::record)?;
+        optimizer = optimizer.load_record(record);
+        progress = checkpoint.progress()?;
+        eprintln!("resuming at step {}", progress.step);
+    }
+
+    let tokens_per_step = recipe.batch_size * recipe.seq_len;
+    let started = Instant::now();
+    let first_step = progress.step;
+    while progress.step < recipe.steps {
+        let step = progress.step;
+        // Each step's randomness comes from (seed, step) alone, so a resumed run continues exactly.
+        let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let (inputs, targets) = batch::<TrainBackend>(train_tokens, recipe.batch_size, recipe.seq_len, &mut rng, &device);
+        let (no_grad, with_grad) = recipe.sample_depth(&mut rng);
+        let loss = forward_loss(&model, inputs, targets, no_grad, with_grad, &mut rng, 1.0);
+        let loss_value: f32 = burn::tensor::ElementConversion::elem(loss.clone().into_scalar());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optimizer.step(recipe.learning_rate_at(step), model, grads);
+        progress.step += 1;
+        progress.tokens_seen += tokens_per_step;
+
+        if progress.step % recipe.log_every == 0 || progress.step == recipe.steps {
+            let elapsed = started.elapsed().as_secs_f64();
+            let done = progress.step - first_step;
+            let rate = (done * tokens_per_step) as f64 / elapsed;
+            let eta = elapsed / done as f64 * (recipe.steps - progress.step) as f64;
+            eprintln!(
+                "step {:>6}/{} loss {loss_value:.4} r {:>2} ({no_grad}+{with_grad}) lr {:.2e} {rate:.0} tok/s eta {:.0}m",
+                progress.step,
+                recipe.steps,
+                no_grad + with_grad,
+                recipe.learning_rate_at(step),
+                eta / 60.0
+            );
+        }
+        if progress.step % recipe.eval_every == 0 || progress.step == recipe.steps {
+            let validation = validate(&model.valid(), recipe, val_tokens, progress.step);
+            let shown: Vec<String> = validation.losses.iter().map(|(r, l)| format!("r={r}: {l:.4}")).collect();
+            eprintln!("validation at step {}: {}", progress.step, shown.join("  "));
+            checkpoint.append_validation(&validation)?;
+        }
+        if progress.step % recipe.checkpoint_every == 0 || progress.step == recipe.steps {
+            model.clone().save_file(checkpoint.model(), &recorder).map_err(TrainError::record)?;
+            recorder.record(optimizer.to_record(), checkpoint.optimizer()).map_err(TrainError::record)?;
+            checkpoint.save_progress(&progress)?;
+        }
+    }
+    Ok(model)
+}
+
+/// Cross-entropy of the model run for `no_grad` iterations without gradient, then `with_grad`
+/// iterations with it (truncated backpropagation through depth).
+pub fn forward_loss<B: AutodiffBackend>(
+    model: &RecurrentModel<B>,
+    inputs: Tensor<B, 2, Int>,
+    targets: Tensor<B, 2, Int>,
+    no_grad: usize,
+    with_grad: usize,
+    rng: &mut impl Rng,
+    init_scale: f32,
+) -> Tensor<B, 1> {
+    let [b, s] = inputs.dims();
+    let device = inputs.device();
+    let e = model.config.n_embd;
+    let embedded = model.prelude_forward(inputs, 0, &mut NoMemory);
+    let initial = random_initial_state(rng, b * s, &model.config, init_scale);
+    let mut state = Tensor::<B::InnerBackend, 3>::from_data(TensorData::new(initial, [b, s, e]), &device);
+    if no_grad > 0 {
+        let frozen = model.valid();
+        let frozen_embedded = embedded.clone().inner();
+        for iteration in 0..no_grad {
+            state = frozen.core_forward(state, frozen_embedded.clone(), iteration, 0, &mut NoMemory);
+        }
+    }
+    let mut state = Tensor::<B, 3>::from_inner(state);
+    for iteration in no_grad..no_grad + with_grad {
+        state = model.core_forward(state, embedded.clone(), iteration, 0, &mut NoMemory);
+    }
+    cross_entropy(model.coda_forward(state, 0, &mut NoMemory), targets)
+}
+
+fn cross_entropy<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 1> {
+    let [b, s, _] = logits.dims();
+    let picked = log_softmax(logits, 2).gather(2, targets.reshape([b, s, 1]));
+    picked.mean().neg()
+}
+
+/// Random windows of the token stream, each starting at a sentence: inputs and the same windows
+/// shifted by one.
+fn batch<B: Backend>(
+    stream: &TokenStream,
+    batch_size: usize,
+    seq_len: usize,
+    rng: &mut impl Rng,
+    device: &B::Device,
+) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
+    let mut inputs = Vec::with_capacity(batch_size * seq_len);
+    let mut targets = Vec::with_capacity(batch_size * seq_len);
+    let tokens = &stream.tokens;
+    let last = tokens.len() - seq_len - 1;
+    let usable = stream.starts.partition_point(|&s| s <= last).max(1);
+    for _ in 0..batch_size {
+        let start = stream.starts[rng.random_range(0..usable)].min(last);
+        inputs.extend(tokens[start..start + seq_len].iter().map(|&t| t as i64));
+        targets.extend(tokens[start + 1..start + seq_len + 1].iter().map(|&t| t as i64));
+    }
+    let shape = [batch_size, seq_len];
+    (
+        Tensor::from_data(TensorData::new(inputs, shape), device),
+        Tensor::from_data(TensorData::new(targets, shape), device),
+    )
+}
+
+/// Validation loss at r = 1, the mean and twice the mean, on fixed windows: the gap between
+/// r = 1 and r = mean is the sign that the model uses its iterations.
+fn validate<B: Backend>(model: &RecurrentModel<B>, recipe: &Recipe, val_tokens: &TokenStream, step: usize) -> Validation {
+    let device = model.device();
+    let mean = recipe.mean_recurrence;
+    let losses = [1, mean, 2 * mean]
+        .into_iter()
+        .map(|r| {
+            let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed.wrapping_add(17));
+            let mut total = 0.0;
+            let batches = 4;
+            for _ in 0..batches {
+                let (inputs, targets) = batch::<B>(val_tokens, recipe.batch_size, recipe.seq_len, &mut rng, &device);
+                let [b, s] = inputs.dims();
+                let embedded = model.prelude_forward(inputs, 0, &mut NoMemory);
+                let initial = random_initial_state(&mut rng, b * s, &model.config, 1.0);
+                let mut state = Tensor::<B, 3>::from_data(TensorData::new(initial, [b, s, model.config.n_embd]), &device);
+                for iteration in 0..r {
+                    state = model.core_forward(state, embedded.clone(), iteration, 0, &mut NoMemory);
+                }
+                let loss = cross_entropy(model.coda_forward(state, 0, &mut NoMemory), targets);
+                total += burn::tensor::ElementConversion::elem::<f32>(loss.into_scalar());
+            }
+            (r, total / batches as f32)
+        })
+        .collect();
+    Validation { step, losses }
+}
+
+/// Files of a run's latest checkpoint.
+struct Checkpoint {
+    dir: PathBuf,
+}
+
+impl Checkpoint {
+    fn new(run_dir: &Path) -> Self {
+        Self { dir: run_dir.to_path_buf() }
+    }
+    fn model(&self) -> PathBuf {
+        self.dir.join("model")
+    }
+    fn optimizer(&self) -> PathBuf {
+        self.dir.join("optimizer")
+    }
+    fn progress_file(&self) -> PathBuf {
+        self.dir.join("progress.json")
+    }
+    fn exists(&self) -> bool {
+        self.progress_file().exists()
+    }
+    fn progress(&self) -> Result<Progress, TrainError> {
+        let path = self.progress_file();
+        let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))
+    }
+    fn save_progress(&self, progress: &Progress) -> Result<(), TrainError> {
+        let path = self.progress_file();
+        std::fs::write(&path, serde_json::to_vec(progress).expect("plain data")).map_err(|e| TrainError::io(&path, e))
+    }
+    /// Validation losses accumulate in validation.jsonl, one line per measurement.
+    fn append_validation(&self, validation: &Validation) -> Result<(), TrainError> {
+        let path = self.dir.join("validation.jsonl");
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| TrainError::io(&path, e))?;
+        writeln!(file, "{}", serde_json::to_string(validation).expect("plain data")).map_err(|e| TrainError::io(&path, e))
+    }
+}
