@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod eval;
 pub mod exit;
 pub mod folder;
 pub mod golden;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use burn::tensor::backend::Backend;
 use clap::{Parser, Subcommand, ValueEnum};
+use loopscope_engine::eval;
 use loopscope_engine::folder::load_dir;
 use loopscope_engine::golden::GoldenCase;
 use loopscope_engine::trace::Exit;
@@ -36,6 +37,35 @@ enum Command {
         #[arg(long, value_enum, default_value = "cpu")]
         backend: BackendChoice,
     },
+    /// Held-out accuracy per family against iteration count, and iterations used under an exit.
+    Eval(EvalArgs),
+}
+
+#[derive(Parser)]
+struct EvalArgs {
+    /// Model folder with config.json, model.safetensors, tokenizer.json and eval.jsonl.
+    #[arg(long)]
+    model: PathBuf,
+    /// Examples to use instead of the folder's eval.jsonl.
+    #[arg(long)]
+    examples: Option<PathBuf>,
+    /// Use only the first N examples of each family.
+    #[arg(long)]
+    per_family: Option<usize>,
+    /// Iteration counts to measure accuracy at; the model's mean recurrence is always added.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32")]
+    steps: Vec<usize>,
+    /// Exit criterion for the iteration-use measurement.
+    #[arg(long, default_value = "kl:1e-3")]
+    exit: ExitCriterion,
+    /// Iteration cap under the exit criterion.
+    #[arg(long, default_value_t = 64)]
+    max_steps: usize,
+    /// Also write the report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendChoice,
 }
 
 #[derive(Parser)]
@@ -109,6 +139,7 @@ fn main() -> ExitCode {
     let backend = match &cli.command {
         Command::Generate(args) => args.backend,
         Command::Golden { backend, .. } => *backend,
+        Command::Eval(args) => args.backend,
     };
     let outcome = match backend {
         BackendChoice::Cpu => run::<burn::backend::NdArray>(&cli.command, &Default::default()),
@@ -139,7 +170,46 @@ fn run<B: Backend>(command: &Command, device: &B::Device) -> Result<ExitCode, En
     match command {
         Command::Generate(args) => generate::<B>(args, device),
         Command::Golden { dir, .. } => golden::<B>(dir, device),
+        Command::Eval(args) => eval::<B>(args, device),
     }
+}
+
+fn eval<B: Backend>(args: &EvalArgs, device: &B::Device) -> Result<ExitCode, EngineError> {
+    let loaded = load_dir::<B>(&args.model, device)?;
+    let tokenizer = loaded
+        .tokenizer
+        .as_ref()
+        .ok_or_else(|| EngineError::Tokenizer("the model folder has no tokenizer.json".into()))?;
+    let path = args.examples.clone().unwrap_or_else(|| args.model.join("eval.jsonl"));
+    let text = std::fs::read_to_string(&path).map_err(|source| EngineError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut examples = eval::read_examples(&text)?;
+    if let Some(n) = args.per_family {
+        examples = eval::sample(examples, n);
+    }
+    let mut steps = args.steps.clone();
+    steps.push(loaded.model.config.mean_recurrence);
+    steps.sort_unstable();
+    steps.dedup();
+    let report = block_on(eval::evaluate(
+        &loaded.model,
+        tokenizer,
+        &examples,
+        &steps,
+        args.exit,
+        args.max_steps,
+    ))?;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_vec_pretty(&report).map_err(|e| EngineError::Setting(e.to_string()))?;
+        std::fs::write(path, json).map_err(|source| EngineError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn golden<B: Backend>(dir: &std::path::Path, device: &B::Device) -> Result<ExitCode, EngineError> {

@@ -56,6 +56,9 @@ struct Args {
     /// Checkpoints and validation log; an existing run there is resumed. Default: runs/NAME.
     #[arg(long)]
     run_dir: Option<PathBuf>,
+    /// Stop after this step with a checkpoint; running again resumes exactly where it stopped.
+    #[arg(long)]
+    stop_at: Option<usize>,
     /// Held-out examples per family written to eval.jsonl.
     #[arg(long, default_value_t = 100)]
     eval_per_family: usize,
@@ -88,7 +91,11 @@ fn run(args: Args) -> Result<(), TrainError> {
     let val_tokens = vocab::encode(&tokenizer, &validation)?;
     eprintln!("tokenizer: {vocab_size} tokens; corpus {} tokens", train_tokens.tokens.len());
 
-    let model = trainer::train(&recipe, vocab_size, &train_tokens, &val_tokens, &run_dir)?.valid();
+    let Some(model) = trainer::train(&recipe, vocab_size, &train_tokens, &val_tokens, &run_dir, args.stop_at)? else {
+        eprintln!("stopped at step {}; run the same command again to resume", args.stop_at.unwrap_or_default());
+        return Ok(());
+    };
+    let model = model.valid();
 
     let write = |name: &str, bytes: &[u8]| {
         let path = args.out.join(name);

@@ -42,14 +42,16 @@ pub struct Validation {
 }
 
 /// Trains from `train_tokens`, checkpointing under `run_dir`; resumes from the last checkpoint
-/// there when one exists. Returns the trained model.
+/// there when one exists. Returns the trained model, or `None` when `stop_at` ended the run
+/// early (checkpointed, so that the next call resumes it exactly).
 pub fn train(
     recipe: &Recipe,
     vocab: usize,
     train_tokens: &TokenStream,
     val_tokens: &TokenStream,
     run_dir: &Path,
-) -> Result<RecurrentModel<TrainBackend>, TrainError> {
+    stop_at: Option<usize>,
+) -> Result<Option<RecurrentModel<TrainBackend>>, TrainError> {
     let device = Default::default();
     let config = recipe.model_config(vocab);
     let needed = recipe.seq_len + 2;
@@ -111,13 +113,17 @@ pub fn train(
             eprintln!("validation at step {}: {}", progress.step, shown.join("  "));
             checkpoint.append_validation(&validation)?;
         }
-        if progress.step % recipe.checkpoint_every == 0 || progress.step == recipe.steps {
+        let stopping = stop_at == Some(progress.step) && progress.step < recipe.steps;
+        if progress.step % recipe.checkpoint_every == 0 || progress.step == recipe.steps || stopping {
             model.clone().save_file(checkpoint.model(), &recorder).map_err(TrainError::record)?;
             recorder.record(optimizer.to_record(), checkpoint.optimizer()).map_err(TrainError::record)?;
             checkpoint.save_progress(&progress)?;
         }
+        if stopping {
+            return Ok(None);
+        }
     }
-    Ok(model)
+    Ok(Some(model))
 }
 
 /// Cross-entropy of the model run for `no_grad` iterations without gradient, then `with_grad`

@@ -1,0 +1,254 @@
+//! Held-out evaluation of a model folder's `eval.jsonl`: does the model answer better when it
+//! thinks longer, and does it think longer on answers than on the words around them?
+
+use std::collections::BTreeMap;
+
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{EngineError, Result};
+use crate::exit::ExitCriterion;
+use crate::model::RecurrentModel;
+use crate::session::Session;
+use crate::settings::ThinkingSettings;
+use crate::tokenizer::Tokenizer;
+use crate::trace::Record;
+
+/// One held-out sentence split where its checkable answer sits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalExample {
+    pub family: String,
+    pub prompt: String,
+    pub answer: String,
+    pub suffix: String,
+}
+
+/// Reads `eval.jsonl`: one example per line; a bad line is an error naming it.
+pub fn read_examples(text: &str) -> Result<Vec<EvalExample>> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str(line)
+                .map_err(|e| EngineError::Setting(format!("eval.jsonl line {}: {e}", i + 1)))
+        })
+        .collect()
+}
+
+/// Keeps the first `per_family` examples of every family, in file order.
+pub fn sample(examples: Vec<EvalExample>, per_family: usize) -> Vec<EvalExample> {
+    let mut kept: BTreeMap<String, usize> = BTreeMap::new();
+    examples
+        .into_iter()
+        .filter(|e| {
+            let n = kept.entry(e.family.clone()).or_default();
+            *n += 1;
+            *n <= per_family
+        })
+        .collect()
+}
+
+/// Exact-match accuracy of one family at one iteration count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Accuracy {
+    pub family: String,
+    pub steps: usize,
+    pub correct: usize,
+    pub total: usize,
+}
+
+impl Accuracy {
+    pub fn percent(&self) -> f64 {
+        100.0 * self.correct as f64 / self.total.max(1) as f64
+    }
+}
+
+/// Iterations used under an exit criterion, answer tokens against all other tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExitUse {
+    pub criterion: ExitCriterion,
+    pub max_steps: usize,
+    pub answer_tokens: usize,
+    pub answer_mean: f64,
+    pub other_tokens: usize,
+    pub other_mean: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub examples: usize,
+    pub accuracy: Vec<Accuracy>,
+    pub exit: ExitUse,
+}
+
+/// Tokens of an example: prompt, answer and suffix encoded apart, so the answer's span is exact.
+struct Encoded {
+    prompt: Vec<u32>,
+    answer: Vec<u32>,
+    suffix: Vec<u32>,
+}
+
+fn encode(tokenizer: &Tokenizer, example: &EvalExample) -> Result<Encoded> {
+    let encoded = Encoded {
+        prompt: tokenizer.encode(&example.prompt)?,
+        answer: tokenizer.encode(&example.answer)?,
+        suffix: tokenizer.encode(&example.suffix)?,
+    };
+    if encoded.prompt.is_empty() || encoded.answer.is_empty() {
+        return Err(EngineError::Setting(format!(
+            "eval example {:?} has an empty prompt or answer",
+            example.prompt
+        )));
+    }
+    Ok(encoded)
+}
+
+fn settings(steps: usize, exit: ExitCriterion) -> ThinkingSettings {
+    ThinkingSettings { steps, exit, ..ThinkingSettings::default() }
+}
+
+/// Whether greedy decoding after the prompt writes exactly the answer's tokens.
+async fn answers<B: Backend>(model: &RecurrentModel<B>, example: &Encoded, steps: usize) -> Result<bool> {
+    let mut session = Session::new(model, settings(steps, ExitCriterion::None), Record::default())?;
+    let mut step = session.feed(&example.prompt).await?;
+    for (i, &wanted) in example.answer.iter().enumerate() {
+        if step.next != wanted {
+            return Ok(false);
+        }
+        if i + 1 < example.answer.len() {
+            step = session.feed(&[wanted]).await?;
+        }
+    }
+    Ok(true)
+}
+
+/// Feeds the whole sentence one token at a time under `exit` and adds each prediction's
+/// iteration count to `answer` or `other` by whether the predicted token is part of the answer.
+async fn exit_use<B: Backend>(
+    model: &RecurrentModel<B>,
+    example: &Encoded,
+    exit: ExitCriterion,
+    max_steps: usize,
+    answer: &mut Vec<usize>,
+    other: &mut Vec<usize>,
+) -> Result<()> {
+    let tokens: Vec<u32> = [&example.prompt, &example.answer, &example.suffix].into_iter().flatten().copied().collect();
+    let span = example.prompt.len()..example.prompt.len() + example.answer.len();
+    let mut session = Session::new(model, settings(max_steps, exit), Record::default())?;
+    for (t, &token) in tokens.iter().enumerate().take(tokens.len() - 1) {
+        session.feed(&[token]).await?;
+        let iterations = session.trace().positions.last().map_or(0, |p| p.iterations);
+        if span.contains(&(t + 1)) {
+            answer.push(iterations);
+        } else {
+            other.push(iterations);
+        }
+    }
+    Ok(())
+}
+
+/// Accuracy per family at every count in `steps`, and the exit criterion's iteration use.
+pub async fn evaluate<B: Backend>(
+    model: &RecurrentModel<B>,
+    tokenizer: &Tokenizer,
+    examples: &[EvalExample],
+    steps: &[usize],
+    exit: ExitCriterion,
+    max_steps: usize,
+) -> Result<EvalReport> {
+    let encoded: Vec<Encoded> = examples.iter().map(|e| encode(tokenizer, e)).collect::<Result<_>>()?;
+    let mut accuracy = Vec::new();
+    let mut families: Vec<&str> = Vec::new();
+    for example in examples {
+        if !families.contains(&example.family.as_str()) {
+            families.push(&example.family);
+        }
+    }
+    for family in families {
+        for &r in steps {
+            let mut result = Accuracy { family: family.to_string(), steps: r, correct: 0, total: 0 };
+            for (_, tokens) in examples.iter().zip(&encoded).filter(|(e, _)| e.family == family) {
+                result.total += 1;
+                result.correct += usize::from(answers(model, tokens, r).await?);
+            }
+            accuracy.push(result);
+        }
+    }
+    let (mut answer, mut other) = (Vec::new(), Vec::new());
+    for tokens in &encoded {
+        exit_use(model, tokens, exit, max_steps, &mut answer, &mut other).await?;
+    }
+    let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len().max(1) as f64;
+    Ok(EvalReport {
+        examples: examples.len(),
+        accuracy,
+        exit: ExitUse {
+            criterion: exit,
+            max_steps,
+            answer_tokens: answer.len(),
+            answer_mean: mean(&answer),
+            other_tokens: other.len(),
+            other_mean: mean(&other),
+        },
+    })
+}
+
+impl EvalReport {
+    /// A table: one row per family, one column per iteration count, then the exit line.
+    pub fn table(&self) -> String {
+        let mut steps: Vec<usize> = self.accuracy.iter().map(|a| a.steps).collect();
+        steps.sort_unstable();
+        steps.dedup();
+        let mut out = format!("{:<12}", "family");
+        for r in &steps {
+            out += &format!(" {:>7}", format!("r={r}"));
+        }
+        out += "\n";
+        let mut families: Vec<&str> = self.accuracy.iter().map(|a| a.family.as_str()).collect();
+        families.dedup();
+        for family in families {
+            out += &format!("{family:<12}");
+            for r in &steps {
+                let cell = self.accuracy.iter().find(|a| a.family == family && a.steps == *r);
+                out += &format!(" {:>6.1}%", cell.map_or(f64::NAN, Accuracy::percent));
+            }
+            out += "\n";
+        }
+        let e = &self.exit;
+        out += &format!(
+            "exit {} (max {}): answer tokens {:.2} iterations (n={}), other tokens {:.2} (n={}), ratio {:.2}\n",
+            e.criterion,
+            e.max_steps,
+            e.answer_mean,
+            e.answer_tokens,
+            e.other_mean,
+            e.other_tokens,
+            e.answer_mean / e.other_mean
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(family: &str, prompt: &str) -> String {
+        format!(r#"{{"family":"{family}","prompt":"{prompt}","answer":" 1","suffix":"."}}"#)
+    }
+
+    #[test]
+    fn a_bad_line_is_named() {
+        let text = format!("{}\n\n{{\"family\": 3}}\n", line("chain", "a is"));
+        let message = read_examples(&text).unwrap_err().to_string();
+        assert!(message.contains("line 3"), "{message}");
+    }
+
+    #[test]
+    fn sample_keeps_the_first_of_each_family_in_order() {
+        let text = ["a", "b", "c"].map(|p| line("chain", p)).join("\n") + "\n" + &line("compare", "d");
+        let kept = sample(read_examples(&text).unwrap(), 2);
+        let prompts: Vec<&str> = kept.iter().map(|e| e.prompt.as_str()).collect();
+        assert_eq!(prompts, ["a", "b", "d"]);
+    }
+}
