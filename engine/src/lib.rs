@@ -12,6 +12,7 @@ pub mod exit;
 pub mod folder;
 pub mod golden;
 pub mod model;
+pub mod pca;
 pub mod sampling;
 pub mod session;
 pub mod settings;

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use burn::tensor::backend::Backend;
 use clap::{Parser, Subcommand, ValueEnum};
-use loopscope_engine::eval;
+mod svg;
+
+use loopscope_engine::{eval, pca};
 use loopscope_engine::folder::load_dir;
 use loopscope_engine::golden::GoldenCase;
 use loopscope_engine::trace::Exit;
@@ -39,6 +41,30 @@ enum Command {
     },
     /// Held-out accuracy per family against iteration count, and iterations used under an exit.
     Eval(EvalArgs),
+    /// Draw the PCA of ln_f(s_i) for every token of a text as an SVG, highlighting chosen tokens.
+    Trajectory(TrajectoryArgs),
+}
+
+#[derive(Parser)]
+struct TrajectoryArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// The text; each token thinks on its own, as in decoding.
+    #[arg(long)]
+    text: String,
+    /// Iterations per token.
+    #[arg(long, default_value_t = 32)]
+    steps: usize,
+    /// Token indices (as printed) to draw in colour.
+    #[arg(long, value_delimiter = ',')]
+    highlight: Vec<usize>,
+    /// The pair of principal components to plot, counted from 1.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    components: Vec<usize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    svg: PathBuf,
 }
 
 #[derive(Parser)]
@@ -140,6 +166,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => args.backend,
         Command::Golden { backend, .. } => *backend,
         Command::Eval(args) => args.backend,
+        Command::Trajectory(_) => BackendChoice::Cpu,
     };
     let outcome = match backend {
         BackendChoice::Cpu => run::<burn::backend::NdArray>(&cli.command, &Default::default()),
@@ -171,7 +198,60 @@ fn run<B: Backend>(command: &Command, device: &B::Device) -> Result<ExitCode, En
         Command::Generate(args) => generate::<B>(args, device),
         Command::Golden { dir, .. } => golden::<B>(dir, device),
         Command::Eval(args) => eval::<B>(args, device),
+        Command::Trajectory(args) => trajectory::<B>(args, device),
     }
+}
+
+fn trajectory<B: Backend>(args: &TrajectoryArgs, device: &B::Device) -> Result<ExitCode, EngineError> {
+    let &[a, b] = args.components.as_slice() else {
+        return Err(EngineError::Setting("--components takes two numbers, such as 1,2".into()));
+    };
+    if a == 0 || b == 0 {
+        return Err(EngineError::Setting("components are counted from 1".into()));
+    }
+    let loaded = load_dir::<B>(&args.model, device)?;
+    let tokenizer = loaded
+        .tokenizer
+        .as_ref()
+        .ok_or_else(|| EngineError::Tokenizer("the model folder has no tokenizer.json".into()))?;
+    let tokens = tokenizer.encode(&args.text)?;
+    let settings = ThinkingSettings { steps: args.steps, seed: args.seed, ..ThinkingSettings::default() };
+    let record = Record { normed: true, ..Record::default() };
+    let mut session = Session::new(&loaded.model, settings, record)?;
+    for &token in &tokens {
+        block_on(session.feed(&[token]))?;
+    }
+    let trace = session.into_trace();
+    let paths: Vec<Vec<&[f32]>> = trace
+        .positions
+        .iter()
+        .map(|p| {
+            p.initial_normed.iter().map(Vec::as_slice).chain(p.steps.iter().filter_map(|s| s.normed.as_deref())).collect()
+        })
+        .collect();
+    let rows: Vec<&[f32]> = paths.iter().flatten().copied().collect();
+    let pca = pca::Pca::fit(&rows, loaded.model.config.n_embd, a.max(b));
+    if pca.components.len() < a.max(b) {
+        return Err(EngineError::Setting(format!("the states span only {} components", pca.components.len())));
+    }
+    let total: f32 = pca.variances.iter().sum();
+    for (i, &token) in tokens.iter().enumerate() {
+        println!("{i:>3} {:?}", tokenizer.token_text(token));
+    }
+    let drawn: Vec<svg::Path> = paths
+        .iter()
+        .enumerate()
+        .map(|(i, rows)| svg::Path {
+            label: format!("{:?}", tokenizer.token_text(tokens[i])),
+            points: rows.iter().map(|row| pca.project(row)).map(|p| (p[a - 1], p[b - 1])).collect(),
+            highlighted: args.highlight.contains(&i),
+        })
+        .collect();
+    let title = format!("ln_f(s_i), {} iterations per token: {:?}", args.steps, args.text);
+    let label = |c: usize| format!("PC{c} ({:.0}% of the first {})", 100.0 * pca.variances[c - 1] / total, pca.variances.len());
+    let svg = svg::trajectories(&title, &label(a), &label(b), &drawn);
+    std::fs::write(&args.svg, svg).map_err(|source| EngineError::Io { path: args.svg.display().to_string(), source })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn eval<B: Backend>(args: &EvalArgs, device: &B::Device) -> Result<ExitCode, EngineError> {
