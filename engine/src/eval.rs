@@ -55,6 +55,8 @@ pub struct Accuracy {
     pub steps: usize,
     pub correct: usize,
     pub total: usize,
+    /// Whether each example of the family, in file order, was answered exactly.
+    pub outcomes: Vec<bool>,
 }
 
 impl Accuracy {
@@ -166,12 +168,17 @@ pub async fn evaluate<B: Backend>(
     }
     for family in families {
         for &r in steps {
-            let mut result = Accuracy { family: family.to_string(), steps: r, correct: 0, total: 0 };
+            let mut outcomes = Vec::new();
             for (_, tokens) in examples.iter().zip(&encoded).filter(|(e, _)| e.family == family) {
-                result.total += 1;
-                result.correct += usize::from(answers(model, tokens, r).await?);
+                outcomes.push(answers(model, tokens, r).await?);
             }
-            accuracy.push(result);
+            accuracy.push(Accuracy {
+                family: family.to_string(),
+                steps: r,
+                correct: outcomes.iter().filter(|&&ok| ok).count(),
+                total: outcomes.len(),
+                outcomes,
+            });
         }
     }
     let (mut answer, mut other) = (Vec::new(), Vec::new());
