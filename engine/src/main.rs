@@ -10,11 +10,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod svg;
 
 use loopscope_engine::{eval, pca};
-use loopscope_engine::folder::load_dir;
+use loopscope_engine::folder::{load_dir, LoadedModel};
 use loopscope_engine::golden::GoldenCase;
 use loopscope_engine::trace::Exit;
 use loopscope_engine::{
-    block_on, EngineError, ExitCriterion, Finish, Record, Sampling, Session, ThinkingSettings,
+    block_on, EngineError, ExitCriterion, Finish, Record, Sampling, Session, ThinkingSettings, Tokenizer,
 };
 
 #[derive(Parser)]
@@ -210,10 +210,7 @@ fn trajectory<B: Backend>(args: &TrajectoryArgs, device: &B::Device) -> Result<E
         return Err(EngineError::Setting("components are counted from 1".into()));
     }
     let loaded = load_dir::<B>(&args.model, device)?;
-    let tokenizer = loaded
-        .tokenizer
-        .as_ref()
-        .ok_or_else(|| EngineError::Tokenizer("the model folder has no tokenizer.json".into()))?;
+    let tokenizer = required_tokenizer(&loaded)?;
     let tokens = tokenizer.encode(&args.text)?;
     let settings = ThinkingSettings { steps: args.steps, seed: args.seed, ..ThinkingSettings::default() };
     let record = Record { normed: true, ..Record::default() };
@@ -250,16 +247,13 @@ fn trajectory<B: Backend>(args: &TrajectoryArgs, device: &B::Device) -> Result<E
     let title = format!("ln_f(s_i), {} iterations per token: {:?}", args.steps, args.text);
     let label = |c: usize| format!("PC{c} ({:.0}% of the first {})", 100.0 * pca.variances[c - 1] / total, pca.variances.len());
     let svg = svg::trajectories(&title, &label(a), &label(b), &drawn);
-    std::fs::write(&args.svg, svg).map_err(|source| EngineError::Io { path: args.svg.display().to_string(), source })?;
+    write_file(&args.svg, svg.into_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn eval<B: Backend>(args: &EvalArgs, device: &B::Device) -> Result<ExitCode, EngineError> {
     let loaded = load_dir::<B>(&args.model, device)?;
-    let tokenizer = loaded
-        .tokenizer
-        .as_ref()
-        .ok_or_else(|| EngineError::Tokenizer("the model folder has no tokenizer.json".into()))?;
+    let tokenizer = required_tokenizer(&loaded)?;
     let path = args.examples.clone().unwrap_or_else(|| args.model.join("eval.jsonl"));
     let text = std::fs::read_to_string(&path).map_err(|source| EngineError::Io {
         path: path.display().to_string(),
@@ -283,11 +277,7 @@ fn eval<B: Backend>(args: &EvalArgs, device: &B::Device) -> Result<ExitCode, Eng
     ))?;
     print!("{}", report.table());
     if let Some(path) = &args.json {
-        let json = serde_json::to_vec_pretty(&report).map_err(|e| EngineError::Setting(e.to_string()))?;
-        std::fs::write(path, json).map_err(|source| EngineError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        write_file(path, serde_json::to_vec_pretty(&report).map_err(|e| EngineError::Setting(e.to_string()))?)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -384,11 +374,18 @@ fn generate<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<ExitC
     };
     eprintln!("{} tokens generated ({why})", generated.len());
     if let Some(path) = &args.trace {
-        let json = serde_json::to_vec(&trace).map_err(|e| EngineError::Setting(e.to_string()))?;
-        std::fs::write(path, json).map_err(|source| EngineError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        write_file(path, serde_json::to_vec(&trace).map_err(|e| EngineError::Setting(e.to_string()))?)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn required_tokenizer<B: Backend>(loaded: &LoadedModel<B>) -> Result<&Tokenizer, EngineError> {
+    loaded
+        .tokenizer
+        .as_ref()
+        .ok_or_else(|| EngineError::Tokenizer("the model folder has no tokenizer.json".into()))
+}
+
+fn write_file(path: &std::path::Path, bytes: Vec<u8>) -> Result<(), EngineError> {
+    std::fs::write(path, bytes).map_err(|source| EngineError::Io { path: path.display().to_string(), source })
 }
