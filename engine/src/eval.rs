@@ -106,12 +106,24 @@ fn encode(tokenizer: &Tokenizer, example: &EvalExample) -> Result<Encoded> {
 }
 
 fn settings(steps: usize, exit: ExitCriterion) -> ThinkingSettings {
-    ThinkingSettings { steps, exit, ..ThinkingSettings::default() }
+    ThinkingSettings {
+        steps,
+        exit,
+        ..ThinkingSettings::default()
+    }
 }
 
 /// Whether greedy decoding after the prompt writes exactly the answer's tokens.
-async fn answers<B: Backend>(model: &RecurrentModel<B>, example: &Encoded, steps: usize) -> Result<bool> {
-    let mut session = Session::new(model, settings(steps, ExitCriterion::None), Record::default())?;
+async fn answers<B: Backend>(
+    model: &RecurrentModel<B>,
+    example: &Encoded,
+    steps: usize,
+) -> Result<bool> {
+    let mut session = Session::new(
+        model,
+        settings(steps, ExitCriterion::None),
+        Record::default(),
+    )?;
     let mut step = session.feed(&example.prompt).await?;
     for (i, &wanted) in example.answer.iter().enumerate() {
         if step.next != wanted {
@@ -134,7 +146,11 @@ async fn exit_use<B: Backend>(
     answer: &mut Vec<usize>,
     other: &mut Vec<usize>,
 ) -> Result<()> {
-    let tokens: Vec<u32> = [&example.prompt, &example.answer, &example.suffix].into_iter().flatten().copied().collect();
+    let tokens: Vec<u32> = [&example.prompt, &example.answer, &example.suffix]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect();
     let span = example.prompt.len()..example.prompt.len() + example.answer.len();
     let mut session = Session::new(model, settings(max_steps, exit), Record::default())?;
     for (t, &token) in tokens.iter().enumerate().take(tokens.len() - 1) {
@@ -158,7 +174,10 @@ pub async fn evaluate<B: Backend>(
     exit: ExitCriterion,
     max_steps: usize,
 ) -> Result<EvalReport> {
-    let encoded: Vec<Encoded> = examples.iter().map(|e| encode(tokenizer, e)).collect::<Result<_>>()?;
+    let encoded: Vec<Encoded> = examples
+        .iter()
+        .map(|e| encode(tokenizer, e))
+        .collect::<Result<_>>()?;
     let mut accuracy = Vec::new();
     let mut families: Vec<&str> = Vec::new();
     for example in examples {
@@ -169,7 +188,11 @@ pub async fn evaluate<B: Backend>(
     for family in families {
         for &r in steps {
             let mut outcomes = Vec::new();
-            for (_, tokens) in examples.iter().zip(&encoded).filter(|(e, _)| e.family == family) {
+            for (_, tokens) in examples
+                .iter()
+                .zip(&encoded)
+                .filter(|(e, _)| e.family == family)
+            {
                 outcomes.push(answers(model, tokens, r).await?);
             }
             accuracy.push(Accuracy {
@@ -216,7 +239,10 @@ impl EvalReport {
         for family in families {
             out += &format!("{family:<12}");
             for r in &steps {
-                let cell = self.accuracy.iter().find(|a| a.family == family && a.steps == *r);
+                let cell = self
+                    .accuracy
+                    .iter()
+                    .find(|a| a.family == family && a.steps == *r);
                 out += &format!(" {:>6.1}%", cell.map_or(f64::NAN, Accuracy::percent));
             }
             out += "\n";
@@ -253,7 +279,8 @@ mod tests {
 
     #[test]
     fn sample_keeps_the_first_of_each_family_in_order() {
-        let text = ["a", "b", "c"].map(|p| line("chain", p)).join("\n") + "\n" + &line("compare", "d");
+        let text =
+            ["a", "b", "c"].map(|p| line("chain", p)).join("\n") + "\n" + &line("compare", "d");
         let kept = sample(read_examples(&text).unwrap(), 2);
         let prompts: Vec<&str> = kept.iter().map(|e| e.prompt.as_str()).collect();
         assert_eq!(prompts, ["a", "b", "d"]);

@@ -9,13 +9,14 @@ use burn::tensor::backend::Backend;
 use clap::{Parser, Subcommand, ValueEnum};
 mod svg;
 
-use loopscope_engine::{eval, pca};
 use loopscope_engine::folder::{load_dir, LoadedModel};
 use loopscope_engine::golden::GoldenCase;
 use loopscope_engine::trace::Exit;
 use loopscope_engine::{
-    block_on, EngineError, ExitCriterion, Finish, Record, Sampling, Session, ThinkingSettings, Tokenizer,
+    block_on, EngineError, ExitCriterion, Finish, Record, Sampling, Session, ThinkingSettings,
+    Tokenizer,
 };
+use loopscope_engine::{eval, pca};
 
 #[derive(Parser)]
 #[command(
@@ -202,9 +203,14 @@ fn run<B: Backend>(command: &Command, device: &B::Device) -> Result<ExitCode, En
     }
 }
 
-fn trajectory<B: Backend>(args: &TrajectoryArgs, device: &B::Device) -> Result<ExitCode, EngineError> {
+fn trajectory<B: Backend>(
+    args: &TrajectoryArgs,
+    device: &B::Device,
+) -> Result<ExitCode, EngineError> {
     let &[a, b] = args.components.as_slice() else {
-        return Err(EngineError::Setting("--components takes two numbers, such as 1,2".into()));
+        return Err(EngineError::Setting(
+            "--components takes two numbers, such as 1,2".into(),
+        ));
     };
     if a == 0 || b == 0 {
         return Err(EngineError::Setting("components are counted from 1".into()));
@@ -212,8 +218,15 @@ fn trajectory<B: Backend>(args: &TrajectoryArgs, device: &B::Device) -> Result<E
     let loaded = load_dir::<B>(&args.model, device)?;
     let tokenizer = required_tokenizer(&loaded)?;
     let tokens = tokenizer.encode(&args.text)?;
-    let settings = ThinkingSettings { steps: args.steps, seed: args.seed, ..ThinkingSettings::default() };
-    let record = Record { normed: true, ..Record::default() };
+    let settings = ThinkingSettings {
+        steps: args.steps,
+        seed: args.seed,
+        ..ThinkingSettings::default()
+    };
+    let record = Record {
+        normed: true,
+        ..Record::default()
+    };
     let mut session = Session::new(&loaded.model, settings, record)?;
     for &token in &tokens {
         block_on(session.feed(&[token]))?;
@@ -223,13 +236,20 @@ fn trajectory<B: Backend>(args: &TrajectoryArgs, device: &B::Device) -> Result<E
         .positions
         .iter()
         .map(|p| {
-            p.initial_normed.iter().map(Vec::as_slice).chain(p.steps.iter().filter_map(|s| s.normed.as_deref())).collect()
+            p.initial_normed
+                .iter()
+                .map(Vec::as_slice)
+                .chain(p.steps.iter().filter_map(|s| s.normed.as_deref()))
+                .collect()
         })
         .collect();
     let rows: Vec<&[f32]> = paths.iter().flatten().copied().collect();
     let pca = pca::Pca::fit(&rows, loaded.model.config.n_embd, a.max(b));
     if pca.components.len() < a.max(b) {
-        return Err(EngineError::Setting(format!("the states span only {} components", pca.components.len())));
+        return Err(EngineError::Setting(format!(
+            "the states span only {} components",
+            pca.components.len()
+        )));
     }
     let total: f32 = pca.variances.iter().sum();
     for (i, &token) in tokens.iter().enumerate() {
@@ -240,12 +260,25 @@ fn trajectory<B: Backend>(args: &TrajectoryArgs, device: &B::Device) -> Result<E
         .enumerate()
         .map(|(i, rows)| svg::Path {
             label: format!("{:?}", tokenizer.token_text(tokens[i])),
-            points: rows.iter().map(|row| pca.project(row)).map(|p| (p[a - 1], p[b - 1])).collect(),
+            points: rows
+                .iter()
+                .map(|row| pca.project(row))
+                .map(|p| (p[a - 1], p[b - 1]))
+                .collect(),
             highlighted: args.highlight.contains(&i),
         })
         .collect();
-    let title = format!("ln_f(s_i), {} iterations per token: {:?}", args.steps, args.text);
-    let label = |c: usize| format!("PC{c} ({:.0}% of the first {})", 100.0 * pca.variances[c - 1] / total, pca.variances.len());
+    let title = format!(
+        "ln_f(s_i), {} iterations per token: {:?}",
+        args.steps, args.text
+    );
+    let label = |c: usize| {
+        format!(
+            "PC{c} ({:.0}% of the first {})",
+            100.0 * pca.variances[c - 1] / total,
+            pca.variances.len()
+        )
+    };
     let svg = svg::trajectories(&title, &label(a), &label(b), &drawn);
     write_file(&args.svg, svg.into_bytes())?;
     Ok(ExitCode::SUCCESS)
@@ -254,7 +287,10 @@ fn trajectory<B: Backend>(args: &TrajectoryArgs, device: &B::Device) -> Result<E
 fn eval<B: Backend>(args: &EvalArgs, device: &B::Device) -> Result<ExitCode, EngineError> {
     let loaded = load_dir::<B>(&args.model, device)?;
     let tokenizer = required_tokenizer(&loaded)?;
-    let path = args.examples.clone().unwrap_or_else(|| args.model.join("eval.jsonl"));
+    let path = args
+        .examples
+        .clone()
+        .unwrap_or_else(|| args.model.join("eval.jsonl"));
     let text = std::fs::read_to_string(&path).map_err(|source| EngineError::Io {
         path: path.display().to_string(),
         source,
@@ -277,7 +313,10 @@ fn eval<B: Backend>(args: &EvalArgs, device: &B::Device) -> Result<ExitCode, Eng
     ))?;
     print!("{}", report.table());
     if let Some(path) = &args.json {
-        write_file(path, serde_json::to_vec_pretty(&report).map_err(|e| EngineError::Setting(e.to_string()))?)?;
+        write_file(
+            path,
+            serde_json::to_vec_pretty(&report).map_err(|e| EngineError::Setting(e.to_string()))?,
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -345,7 +384,7 @@ fn generate<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<ExitC
     let text = |id: u32| tokenizer.map_or_else(|| format!("<{id}>"), |t| t.token_text(id));
     let mut stdout = std::io::stdout();
     let finish = block_on(
-        session.generate(&prompt, args.max_tokens, &stop, |position| {
+        session.generate(&prompt, args.max_tokens, &stop, async |position| {
             let next = position
                 .next
                 .expect("generate reports positions that produced a token");
@@ -360,6 +399,7 @@ fn generate<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<ExitC
                 position.iterations,
                 text(next)
             );
+            true
         }),
     )?;
     let trace = session.into_trace();
@@ -371,10 +411,14 @@ fn generate<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<ExitC
         Finish::Stop => "stop token",
         Finish::Length => "token limit",
         Finish::Context => "context full",
+        Finish::Cancelled => "cancelled",
     };
     eprintln!("{} tokens generated ({why})", generated.len());
     if let Some(path) = &args.trace {
-        write_file(path, serde_json::to_vec(&trace).map_err(|e| EngineError::Setting(e.to_string()))?)?;
+        write_file(
+            path,
+            serde_json::to_vec(&trace).map_err(|e| EngineError::Setting(e.to_string()))?,
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -387,5 +431,8 @@ fn required_tokenizer<B: Backend>(loaded: &LoadedModel<B>) -> Result<&Tokenizer,
 }
 
 fn write_file(path: &std::path::Path, bytes: Vec<u8>) -> Result<(), EngineError> {
-    std::fs::write(path, bytes).map_err(|source| EngineError::Io { path: path.display().to_string(), source })
+    std::fs::write(path, bytes).map_err(|source| EngineError::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }

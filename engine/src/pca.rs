@@ -27,14 +27,18 @@ impl Pca {
                 *m += x as f64 / n;
             }
         }
-        let centred: Vec<Vec<f64>> =
-            rows.iter().map(|row| row.iter().zip(&mean).map(|(&x, m)| x as f64 - m).collect()).collect();
+        let centred: Vec<Vec<f64>> = rows
+            .iter()
+            .map(|row| row.iter().zip(&mean).map(|(&x, m)| x as f64 - m).collect())
+            .collect();
         let total: f64 = centred.iter().flatten().map(|x| x * x).sum::<f64>() / n;
         let mut components: Vec<Vec<f64>> = Vec::new();
         let mut variances = Vec::new();
         for k in 0..count.min(dim) {
             // A fixed, deterministic start that is unlikely to be orthogonal to any component.
-            let mut v: Vec<f64> = (0..dim).map(|i| 1.0 + ((i * 7 + k * 13) % 11) as f64 / 11.0).collect();
+            let mut v: Vec<f64> = (0..dim)
+                .map(|i| 1.0 + ((i * 7 + k * 13) % 11) as f64 / 11.0)
+                .collect();
             let mut variance = 0.0;
             for _ in 0..ITERATIONS {
                 orthogonalise(&mut v, &components);
@@ -65,7 +69,10 @@ impl Pca {
         }
         Self {
             mean: mean.into_iter().map(|m| m as f32).collect(),
-            components: components.into_iter().map(|c| c.into_iter().map(|x| x as f32).collect()).collect(),
+            components: components
+                .into_iter()
+                .map(|c| c.into_iter().map(|x| x as f32).collect())
+                .collect(),
             variances,
         }
     }
@@ -74,7 +81,13 @@ impl Pca {
     pub fn project(&self, row: &[f32]) -> Vec<f32> {
         self.components
             .iter()
-            .map(|c| c.iter().zip(row).zip(&self.mean).map(|((c, x), m)| c * (x - m)).sum())
+            .map(|c| {
+                c.iter()
+                    .zip(row)
+                    .zip(&self.mean)
+                    .map(|((c, x), m)| c * (x - m))
+                    .sum()
+            })
             .collect()
     }
 }
@@ -110,7 +123,11 @@ mod tests {
             .collect();
         let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
         let pca = Pca::fit(&refs, 3, 3);
-        assert_eq!(pca.components.len(), 2, "the third direction has no variance");
+        assert_eq!(
+            pca.components.len(),
+            2,
+            "the third direction has no variance"
+        );
         assert!((pca.variances[0] - 9.0).abs() < 1e-4 && (pca.variances[1] - 1.0).abs() < 1e-4);
         assert!((pca.components[0][0] - s).abs() < 1e-4 && (pca.components[0][1] - s).abs() < 1e-4);
         assert!((pca.components[1][2].abs() - 1.0).abs() < 1e-4);

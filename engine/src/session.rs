@@ -29,6 +29,8 @@ pub enum Finish {
     Length,
     /// The model's context is full.
     Context,
+    /// The caller's `on_token` asked to stop.
+    Cancelled,
 }
 
 pub struct Session<'m, B: Backend> {
@@ -99,13 +101,14 @@ impl<'m, B: Backend> Session<'m, B> {
     }
 
     /// Runs the prompt, then generates until a stop token, `max_new_tokens` or the end of the
-    /// context, calling `on_token` as each token's position finishes thinking.
+    /// context, awaiting `on_token` as each token's position finishes thinking. `on_token` returns
+    /// whether to go on; being async lets a browser caller yield to its event loop in between.
     pub async fn generate(
         &mut self,
         prompt: &[u32],
         max_new_tokens: usize,
         stop: &[u32],
-        mut on_token: impl FnMut(&PositionTrace),
+        mut on_token: impl AsyncFnMut(&PositionTrace) -> bool,
     ) -> Result<Finish> {
         if max_new_tokens == 0 {
             return Err(EngineError::Setting(
@@ -116,7 +119,9 @@ impl<'m, B: Backend> Session<'m, B> {
         let mut produced = 1;
         loop {
             if let Some(position) = self.trace.positions.last() {
-                on_token(position);
+                if !on_token(position).await {
+                    return Ok(Finish::Cancelled);
+                }
             }
             if stop.contains(&step.next) {
                 return Ok(Finish::Stop);

@@ -12,7 +12,9 @@ pub struct Path {
 
 const SIZE: f32 = 640.0;
 const MARGIN: f32 = 40.0;
-const COLOURS: [&str; 6] = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
+const COLOURS: [&str; 6] = [
+    "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+];
 
 pub fn trajectories(title: &str, x_label: &str, y_label: &str, paths: &[Path]) -> String {
     let all = paths.iter().flat_map(|p| &p.points);
@@ -23,7 +25,10 @@ pub fn trajectories(title: &str, x_label: &str, y_label: &str, paths: &[Path]) -
     let span = (x1 - x0).max(y1 - y0).max(1e-6);
     let inner = SIZE - 2.0 * MARGIN;
     let to_screen = |(x, y): (f32, f32)| {
-        (MARGIN + (x - x0) / span * inner, SIZE - MARGIN - (y - y0) / span * inner)
+        (
+            MARGIN + (x - x0) / span * inner,
+            SIZE - MARGIN - (y - y0) / span * inner,
+        )
     };
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{SIZE}" height="{SIZE}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{MARGIN}" y="24" font-size="14">{}</text><text x="{}" y="{}" text-anchor="middle">{}</text><text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">{}</text>"#,
@@ -37,22 +42,48 @@ pub fn trajectories(title: &str, x_label: &str, y_label: &str, paths: &[Path]) -
     );
     let mut colour = COLOURS.iter().cycle();
     // Faint paths first so that highlighted ones sit on top.
-    for path in paths.iter().filter(|p| !p.highlighted).chain(paths.iter().filter(|p| p.highlighted)) {
-        let points: Vec<String> = path.points.iter().map(|&p| to_screen(p)).map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+    for path in paths
+        .iter()
+        .filter(|p| !p.highlighted)
+        .chain(paths.iter().filter(|p| p.highlighted))
+    {
+        let points: Vec<String> = path
+            .points
+            .iter()
+            .map(|&p| to_screen(p))
+            .map(|(x, y)| format!("{x:.1},{y:.1}"))
+            .collect();
         if !path.highlighted {
-            let _ = write!(svg, r##"<polyline points="{}" fill="none" stroke="#bbb" stroke-width="0.7"/>"##, points.join(" "));
+            let _ = write!(
+                svg,
+                r##"<polyline points="{}" fill="none" stroke="#bbb" stroke-width="0.7"/>"##,
+                points.join(" ")
+            );
             continue;
         }
         let c = colour.next().expect("cycle");
-        let _ = write!(svg, r#"<polyline points="{}" fill="none" stroke="{c}" stroke-width="1.6"/>"#, points.join(" "));
+        let _ = write!(
+            svg,
+            r#"<polyline points="{}" fill="none" stroke="{c}" stroke-width="1.6"/>"#,
+            points.join(" ")
+        );
         for (i, &p) in path.points.iter().enumerate() {
             let (x, y) = to_screen(p);
             let r = if i == 0 { 4.5 } else { 2.5 };
-            let _ = write!(svg, r#"<circle cx="{x:.1}" cy="{y:.1}" r="{r}" fill="{c}"/>"#);
+            let _ = write!(
+                svg,
+                r#"<circle cx="{x:.1}" cy="{y:.1}" r="{r}" fill="{c}"/>"#
+            );
         }
         if let Some(&last) = path.points.last() {
             let (x, y) = to_screen(last);
-            let _ = write!(svg, r#"<text x="{:.1}" y="{:.1}" fill="{c}">{}</text>"#, x + 6.0, y - 6.0, escape(&path.label));
+            let _ = write!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" fill="{c}">{}</text>"#,
+                x + 6.0,
+                y - 6.0,
+                escape(&path.label)
+            );
         }
     }
     svg.push_str("</svg>\n");
@@ -60,5 +91,8 @@ pub fn trajectories(title: &str, x_label: &str, y_label: &str, paths: &[Path]) -
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

@@ -177,7 +177,11 @@ pub fn write_safetensors(tensors: &[(String, HostTensor)], bf16: bool) -> Result
         .iter()
         .map(|(name, t)| {
             let bytes = match bf16 {
-                true => t.values.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect(),
+                true => t
+                    .values
+                    .iter()
+                    .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+                    .collect(),
                 false => t.values.iter().flat_map(|v| v.to_le_bytes()).collect(),
             };
             (name.clone(), t.shape.clone(), bytes)
@@ -189,9 +193,14 @@ pub fn write_safetensors(tensors: &[(String, HostTensor)], bf16: bool) -> Result
         .map(|(name, shape, bytes)| {
             safetensors::tensor::TensorView::new(dtype, shape.clone(), bytes)
                 .map(|view| (name.clone(), view))
-                .map_err(|e| EngineError::Tensor { name: name.clone(), message: e.to_string() })
+                .map_err(|e| EngineError::Tensor {
+                    name: name.clone(),
+                    message: e.to_string(),
+                })
         })
         .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize(views, None)
-        .map_err(|e| EngineError::Weights { file: SINGLE_FILE.into(), message: e.to_string() })
+    safetensors::serialize(views, None).map_err(|e| EngineError::Weights {
+        file: SINGLE_FILE.into(),
+        message: e.to_string(),
+    })
 }

@@ -9,7 +9,9 @@ use loopscope_engine::exit::{argmax, entropy};
 use loopscope_engine::folder::load_dir;
 use loopscope_engine::golden::GoldenCase;
 use loopscope_engine::trace::Exit;
-use loopscope_engine::{block_on, ExitCriterion, Record, RecurrentModel, Session, ThinkingSettings};
+use loopscope_engine::{
+    block_on, ExitCriterion, Record, RecurrentModel, Session, ThinkingSettings,
+};
 
 type B = NdArray;
 
@@ -211,10 +213,15 @@ fn exported_weights_reload_to_the_same_model() {
     let (model, case) = load();
     let tensors = model.named_tensors();
     let mut files = std::collections::HashMap::new();
-    files.insert("config.json".to_string(), std::fs::read(fixture().join("config.json")).unwrap());
+    files.insert(
+        "config.json".to_string(),
+        std::fs::read(fixture().join("config.json")).unwrap(),
+    );
     let bytes = loopscope_engine::weights::write_safetensors(&tensors, false).unwrap();
     files.insert("model.safetensors".to_string(), bytes);
-    let reloaded = loopscope_engine::folder::load_files::<B>(files, &Default::default()).unwrap().model;
+    let reloaded = loopscope_engine::folder::load_files::<B>(files, &Default::default())
+        .unwrap()
+        .model;
     for check in block_on(case.check(&reloaded)).unwrap() {
         assert!(check.passed(), "{}: {}", check.name, check.max_abs_error);
     }
@@ -222,7 +229,10 @@ fn exported_weights_reload_to_the_same_model() {
 
 #[test]
 fn fresh_models_are_seeded_and_loadable() {
-    let config = loopscope_engine::ModelConfig::from_json(&std::fs::read_to_string(fixture().join("config.json")).unwrap()).unwrap();
+    let config = loopscope_engine::ModelConfig::from_json(
+        &std::fs::read_to_string(fixture().join("config.json")).unwrap(),
+    )
+    .unwrap();
     let a = RecurrentModel::<B>::init(&config, 5, &Default::default()).named_tensors();
     let b = RecurrentModel::<B>::init(&config, 5, &Default::default()).named_tensors();
     let c = RecurrentModel::<B>::init(&config, 6, &Default::default()).named_tensors();
@@ -230,13 +240,22 @@ fn fresh_models_are_seeded_and_loadable() {
     assert_ne!(a, c);
     // Every tensor the loader expects is there, with the right shape: loading succeeds.
     let mut files = std::collections::HashMap::new();
-    files.insert("config.json".to_string(), std::fs::read(fixture().join("config.json")).unwrap());
-    files.insert("model.safetensors".to_string(), loopscope_engine::weights::write_safetensors(&a, true).unwrap());
+    files.insert(
+        "config.json".to_string(),
+        std::fs::read(fixture().join("config.json")).unwrap(),
+    );
+    files.insert(
+        "model.safetensors".to_string(),
+        loopscope_engine::weights::write_safetensors(&a, true).unwrap(),
+    );
     assert!(loopscope_engine::folder::load_files::<B>(files, &Default::default()).is_ok());
     // Output projections start smaller than input projections (Takase).
     let spread = |name: &str| {
         let t = &a.iter().find(|(n, _)| n == name).unwrap().1.values;
         (t.iter().map(|v| v * v).sum::<f32>() / t.len() as f32).sqrt()
     };
-    assert!(spread("transformer.core_block.0.attn.proj.weight") < 0.5 * spread("transformer.core_block.0.attn.Wqkv.weight"));
+    assert!(
+        spread("transformer.core_block.0.attn.proj.weight")
+            < 0.5 * spread("transformer.core_block.0.attn.Wqkv.weight")
+    );
 }

@@ -39,7 +39,8 @@ fn generate(
     tokens: usize,
 ) -> (Trace, Finish) {
     let mut session = Session::new(model, settings, record).unwrap();
-    let finish = block_on(session.generate(&[3, 14, 15, 92, 65], tokens, &[], |_| {})).unwrap();
+    let finish =
+        block_on(session.generate(&[3, 14, 15, 92, 65], tokens, &[], async |_| true)).unwrap();
     (session.into_trace(), finish)
 }
 
@@ -202,7 +203,8 @@ fn generation_stops_at_a_stop_token_and_at_the_context_end() {
     let (trace, _) = generate(&model, settings.clone(), Record::default(), 3);
     let first = trace.generated().next().unwrap().next.unwrap();
     let mut session = Session::new(&model, settings.clone(), Record::default()).unwrap();
-    let finish = block_on(session.generate(&[3, 14, 15, 92, 65], 10, &[first], |_| {})).unwrap();
+    let finish =
+        block_on(session.generate(&[3, 14, 15, 92, 65], 10, &[first], async |_| true)).unwrap();
     assert_eq!(
         (finish, session.trace().generated().count()),
         (Finish::Stop, 1)
@@ -210,7 +212,25 @@ fn generation_stops_at_a_stop_token_and_at_the_context_end() {
 
     let context = model.config.block_size;
     let mut session = Session::new(&model, settings, Record::default()).unwrap();
-    let finish = block_on(session.generate(&[1; 120], 1000, &[], |_| {})).unwrap();
+    let finish = block_on(session.generate(&[1; 120], 1000, &[], async |_| true)).unwrap();
     assert_eq!(finish, Finish::Context);
     assert_eq!(session.len(), context);
+}
+
+#[test]
+fn on_token_can_cancel_generation() {
+    let model = model();
+    let settings = ThinkingSettings {
+        steps: 2,
+        ..ThinkingSettings::default()
+    };
+    let mut session = Session::new(&model, settings, Record::default()).unwrap();
+    let mut seen = 0;
+    let finish = block_on(session.generate(&[3, 14, 15], 10, &[], async |_| {
+        seen += 1;
+        seen < 3
+    }))
+    .unwrap();
+    assert_eq!(finish, Finish::Cancelled);
+    assert_eq!(session.trace().generated().count(), 3);
 }

@@ -210,7 +210,11 @@ fn sample_problem(family: Family, held_out: bool, rng: &mut impl Rng) -> Problem
 fn arithmetic(rng: &mut impl Rng) -> Problem {
     let subtract = rng.random_bool(0.5);
     let (x, y) = (operand(rng), operand(rng));
-    let (a, b) = if subtract { (x.max(y), x.min(y)) } else { (x, y) };
+    let (a, b) = if subtract {
+        (x.max(y), x.min(y))
+    } else {
+        (x, y)
+    };
     Problem::Arithmetic { a, b, subtract }
 }
 

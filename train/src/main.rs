@@ -36,7 +36,10 @@ pub enum TrainError {
 
 impl TrainError {
     fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io { path: path.display().to_string(), source }
+        Self::Io {
+            path: path.display().to_string(),
+            source,
+        }
     }
     fn record(e: burn::record::RecorderError) -> Self {
         Self::Record(e.to_string())
@@ -75,10 +78,14 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), TrainError> {
-    let text = std::fs::read_to_string(&args.recipe).map_err(|e| TrainError::io(&args.recipe, e))?;
-    let recipe: Recipe =
-        serde_json::from_str(&text).map_err(|e| TrainError::Data(format!("{}: {e}", args.recipe.display())))?;
-    let run_dir = args.run_dir.clone().unwrap_or_else(|| default_run_dir(&args.out));
+    let text =
+        std::fs::read_to_string(&args.recipe).map_err(|e| TrainError::io(&args.recipe, e))?;
+    let recipe: Recipe = serde_json::from_str(&text)
+        .map_err(|e| TrainError::Data(format!("{}: {e}", args.recipe.display())))?;
+    let run_dir = args
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| default_run_dir(&args.out));
     std::fs::create_dir_all(&args.out).map_err(|e| TrainError::io(&args.out, e))?;
 
     eprintln!("corpus: {} sentences", recipe.corpus_sentences);
@@ -86,13 +93,30 @@ fn run(args: Args) -> Result<(), TrainError> {
     let tokenizer = vocab::train_tokenizer(&corpus, recipe.vocab_size)?;
     let vocab_size = tokenizer.get_vocab_size(true);
     // Validation text comes from another seed: the same distribution, other sentences.
-    let validation = data::training_text(recipe.seed ^ 0x5eed_0f_7a11, (recipe.corpus_sentences / 50).max(64));
+    let validation = data::training_text(
+        recipe.seed ^ 0x5eed_0f_7a11,
+        (recipe.corpus_sentences / 50).max(64),
+    );
     let train_tokens = vocab::encode(&tokenizer, &corpus)?;
     let val_tokens = vocab::encode(&tokenizer, &validation)?;
-    eprintln!("tokenizer: {vocab_size} tokens; corpus {} tokens", train_tokens.tokens.len());
+    eprintln!(
+        "tokenizer: {vocab_size} tokens; corpus {} tokens",
+        train_tokens.tokens.len()
+    );
 
-    let Some(model) = trainer::train(&recipe, vocab_size, &train_tokens, &val_tokens, &run_dir, args.stop_at)? else {
-        eprintln!("stopped at step {}; run the same command again to resume", args.stop_at.unwrap_or_default());
+    let Some(model) = trainer::train(
+        &recipe,
+        vocab_size,
+        &train_tokens,
+        &val_tokens,
+        &run_dir,
+        args.stop_at,
+    )?
+    else {
+        eprintln!(
+            "stopped at step {}; run the same command again to resume",
+            args.stop_at.unwrap_or_default()
+        );
         return Ok(());
     };
     let model = model.valid();
@@ -101,13 +125,29 @@ fn run(args: Args) -> Result<(), TrainError> {
         let path = args.out.join(name);
         std::fs::write(&path, bytes).map_err(|e| TrainError::io(&path, e))
     };
-    write("config.json", serde_json::to_string_pretty(&model.config).expect("plain data").as_bytes())?;
-    write("model.safetensors", &write_safetensors(&model.named_tensors(), false)?)?;
-    write("recipe.json", serde_json::to_string_pretty(&recipe).expect("plain data").as_bytes())?;
+    write(
+        "config.json",
+        serde_json::to_string_pretty(&model.config)
+            .expect("plain data")
+            .as_bytes(),
+    )?;
+    write(
+        "model.safetensors",
+        &write_safetensors(&model.named_tensors(), false)?,
+    )?;
+    write(
+        "recipe.json",
+        serde_json::to_string_pretty(&recipe)
+            .expect("plain data")
+            .as_bytes(),
+    )?;
     vocab::save(&tokenizer, &args.out.join("tokenizer.json"))?;
     let mut eval = Vec::new();
-    data::write_eval_jsonl(&data::test_set(recipe.seed, args.eval_per_family), &mut eval)
-        .map_err(|e| TrainError::io(&args.out.join("eval.jsonl"), e))?;
+    data::write_eval_jsonl(
+        &data::test_set(recipe.seed, args.eval_per_family),
+        &mut eval,
+    )
+    .map_err(|e| TrainError::io(&args.out.join("eval.jsonl"), e))?;
     write("eval.jsonl", &eval)?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
@@ -115,6 +155,9 @@ fn run(args: Args) -> Result<(), TrainError> {
 
 /// `--out public/models/NAME` checkpoints in `runs/NAME`: outside the shipped folder, ignored by git.
 fn default_run_dir(out: &Path) -> PathBuf {
-    let name = out.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "model".into());
+    let name = out
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "model".into());
     Path::new("runs").join(name)
 }

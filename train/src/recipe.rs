@@ -123,19 +123,31 @@ mod tests {
 
     #[test]
     fn depth_distribution_centres_on_the_mean() {
-        let recipe = Recipe { mean_recurrence: 8, mean_backprop_depth: 4, ..recipe() };
+        let recipe = Recipe {
+            mean_recurrence: 8,
+            mean_backprop_depth: 4,
+            ..recipe()
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let draws: Vec<(usize, usize)> = (0..4000).map(|_| recipe.sample_depth(&mut rng)).collect();
         let mean = draws.iter().map(|(n, k)| n + k).sum::<usize>() as f64 / draws.len() as f64;
         // E[r] = 1 + E[lambda] = 1 + mean.
         assert!((mean - 9.0).abs() < 0.3, "mean r {mean}");
-        assert!(draws.iter().all(|&(n, k)| k >= 1 && k <= 4 && (n == 0 || k == 4)));
+        assert!(draws
+            .iter()
+            .all(|&(n, k)| k >= 1 && k <= 4 && (n == 0 || k == 4)));
         assert!(draws.iter().any(|&(n, k)| n + k > 16) && draws.iter().any(|&(n, k)| n + k <= 3));
     }
 
     #[test]
     fn learning_rate_warms_up_then_decays() {
-        let recipe = Recipe { steps: 100, warmup_steps: 10, learning_rate: 1e-3, final_lr_fraction: 0.1, ..recipe() };
+        let recipe = Recipe {
+            steps: 100,
+            warmup_steps: 10,
+            learning_rate: 1e-3,
+            final_lr_fraction: 0.1,
+            ..recipe()
+        };
         assert!(recipe.learning_rate_at(0) < recipe.learning_rate_at(5));
         assert!((recipe.learning_rate_at(9) - 1e-3).abs() < 1e-12);
         assert!(recipe.learning_rate_at(50) < 1e-3 && recipe.learning_rate_at(50) > 1e-4);

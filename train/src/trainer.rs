@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::backend::{Autodiff, NdArray};
-use burn::module::{AutodiffModule, Module};
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
-use burn::optim::adaptor::OptimizerAdaptor;
 use burn::grad_clipping::GradientClippingConfig;
+use burn::module::{AutodiffModule, Module};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -56,7 +56,9 @@ pub fn train(
     let config = recipe.model_config(vocab);
     let needed = recipe.seq_len + 2;
     if train_tokens.tokens.len() < needed || val_tokens.tokens.len() < needed {
-        return Err(TrainError::Data(format!("the corpus is shorter than one sequence of {needed} tokens")));
+        return Err(TrainError::Data(format!(
+            "the corpus is shorter than one sequence of {needed} tokens"
+        )));
     }
     std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
     let mut model = RecurrentModel::<TrainBackend>::init(&config, recipe.seed, &device);
@@ -66,12 +68,19 @@ pub fn train(
         .with_weight_decay(recipe.weight_decay)
         .with_grad_clipping(Some(GradientClippingConfig::Norm(recipe.grad_clip)))
         .init();
-    let mut progress = Progress { step: 0, tokens_seen: 0 };
+    let mut progress = Progress {
+        step: 0,
+        tokens_seen: 0,
+    };
     let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
     let checkpoint = Checkpoint::new(run_dir);
     if checkpoint.exists() {
-        model = model.load_file(checkpoint.model(), &recorder, &device).map_err(TrainError::record)?;
-        let record = recorder.load(checkpoint.optimizer(), &device).map_err(TrainError::record)?;
+        model = model
+            .load_file(checkpoint.model(), &recorder, &device)
+            .map_err(TrainError::record)?;
+        let record = recorder
+            .load(checkpoint.optimizer(), &device)
+            .map_err(TrainError::record)?;
         optimizer = optimizer.load_record(record);
         progress = checkpoint.progress()?;
         eprintln!("resuming at step {}", progress.step);
@@ -83,8 +92,16 @@ pub fn train(
     while progress.step < recipe.steps {
         let step = progress.step;
         // Each step's randomness comes from (seed, step) alone, so a resumed run continues exactly.
-        let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let (inputs, targets) = batch::<TrainBackend>(train_tokens, recipe.batch_size, recipe.seq_len, &mut rng, &device);
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            recipe.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let (inputs, targets) = batch::<TrainBackend>(
+            train_tokens,
+            recipe.batch_size,
+            recipe.seq_len,
+            &mut rng,
+            &device,
+        );
         let (no_grad, with_grad) = recipe.sample_depth(&mut rng);
         let loss = forward_loss(&model, inputs, targets, no_grad, with_grad, &mut rng, 1.0);
         let loss_value: f32 = burn::tensor::ElementConversion::elem(loss.clone().into_scalar());
@@ -109,14 +126,24 @@ pub fn train(
         }
         if progress.step % recipe.eval_every == 0 || progress.step == recipe.steps {
             let validation = validate(&model.valid(), recipe, val_tokens, progress.step);
-            let shown: Vec<String> = validation.losses.iter().map(|(r, l)| format!("r={r}: {l:.4}")).collect();
+            let shown: Vec<String> = validation
+                .losses
+                .iter()
+                .map(|(r, l)| format!("r={r}: {l:.4}"))
+                .collect();
             eprintln!("validation at step {}: {}", progress.step, shown.join("  "));
             checkpoint.append_validation(&validation)?;
         }
         let stopping = stop_at == Some(progress.step) && progress.step < recipe.steps;
-        if progress.step % recipe.checkpoint_every == 0 || progress.step == recipe.steps || stopping {
-            model.clone().save_file(checkpoint.model(), &recorder).map_err(TrainError::record)?;
-            recorder.record(optimizer.to_record(), checkpoint.optimizer()).map_err(TrainError::record)?;
+        if progress.step % recipe.checkpoint_every == 0 || progress.step == recipe.steps || stopping
+        {
+            model
+                .clone()
+                .save_file(checkpoint.model(), &recorder)
+                .map_err(TrainError::record)?;
+            recorder
+                .record(optimizer.to_record(), checkpoint.optimizer())
+                .map_err(TrainError::record)?;
             checkpoint.save_progress(&progress)?;
         }
         if stopping {
@@ -142,12 +169,14 @@ pub fn forward_loss<B: AutodiffBackend>(
     let e = model.config.n_embd;
     let embedded = model.prelude_forward(inputs, 0, &mut NoMemory);
     let initial = random_initial_state(rng, b * s, &model.config, init_scale);
-    let mut state = Tensor::<B::InnerBackend, 3>::from_data(TensorData::new(initial, [b, s, e]), &device);
+    let mut state =
+        Tensor::<B::InnerBackend, 3>::from_data(TensorData::new(initial, [b, s, e]), &device);
     if no_grad > 0 {
         let frozen = model.valid();
         let frozen_embedded = embedded.clone().inner();
         for iteration in 0..no_grad {
-            state = frozen.core_forward(state, frozen_embedded.clone(), iteration, 0, &mut NoMemory);
+            state =
+                frozen.core_forward(state, frozen_embedded.clone(), iteration, 0, &mut NoMemory);
         }
     }
     let mut state = Tensor::<B, 3>::from_inner(state);
@@ -180,7 +209,11 @@ fn batch<B: Backend>(
     for _ in 0..batch_size {
         let start = stream.starts[rng.random_range(0..usable)].min(last);
         inputs.extend(tokens[start..start + seq_len].iter().map(|&t| t as i64));
-        targets.extend(tokens[start + 1..start + seq_len + 1].iter().map(|&t| t as i64));
+        targets.extend(
+            tokens[start + 1..start + seq_len + 1]
+                .iter()
+                .map(|&t| t as i64),
+        );
     }
     let shape = [batch_size, seq_len];
     (
@@ -191,7 +224,12 @@ fn batch<B: Backend>(
 
 /// Validation loss at r = 1, the mean and twice the mean, on fixed windows: the gap between
 /// r = 1 and r = mean is the sign that the model uses its iterations.
-fn validate<B: Backend>(model: &RecurrentModel<B>, recipe: &Recipe, val_tokens: &TokenStream, step: usize) -> Validation {
+fn validate<B: Backend>(
+    model: &RecurrentModel<B>,
+    recipe: &Recipe,
+    val_tokens: &TokenStream,
+    step: usize,
+) -> Validation {
     let device = model.device();
     let mean = recipe.mean_recurrence;
     let losses = [1, mean, 2 * mean]
@@ -201,13 +239,23 @@ fn validate<B: Backend>(model: &RecurrentModel<B>, recipe: &Recipe, val_tokens: 
             let mut total = 0.0;
             let batches = 4;
             for _ in 0..batches {
-                let (inputs, targets) = batch::<B>(val_tokens, recipe.batch_size, recipe.seq_len, &mut rng, &device);
+                let (inputs, targets) = batch::<B>(
+                    val_tokens,
+                    recipe.batch_size,
+                    recipe.seq_len,
+                    &mut rng,
+                    &device,
+                );
                 let [b, s] = inputs.dims();
                 let embedded = model.prelude_forward(inputs, 0, &mut NoMemory);
                 let initial = random_initial_state(&mut rng, b * s, &model.config, 1.0);
-                let mut state = Tensor::<B, 3>::from_data(TensorData::new(initial, [b, s, model.config.n_embd]), &device);
+                let mut state = Tensor::<B, 3>::from_data(
+                    TensorData::new(initial, [b, s, model.config.n_embd]),
+                    &device,
+                );
                 for iteration in 0..r {
-                    state = model.core_forward(state, embedded.clone(), iteration, 0, &mut NoMemory);
+                    state =
+                        model.core_forward(state, embedded.clone(), iteration, 0, &mut NoMemory);
                 }
                 let loss = cross_entropy(model.coda_forward(state, 0, &mut NoMemory), targets);
                 total += burn::tensor::ElementConversion::elem::<f32>(loss.into_scalar());
@@ -225,7 +273,9 @@ struct Checkpoint {
 
 impl Checkpoint {
     fn new(run_dir: &Path) -> Self {
-        Self { dir: run_dir.to_path_buf() }
+        Self {
+            dir: run_dir.to_path_buf(),
+        }
     }
     fn model(&self) -> PathBuf {
         self.dir.join("model")
@@ -242,16 +292,27 @@ impl Checkpoint {
     fn progress(&self) -> Result<Progress, TrainError> {
         let path = self.progress_file();
         let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
-        serde_json::from_str(&text).map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))
+        serde_json::from_str(&text)
+            .map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))
     }
     fn save_progress(&self, progress: &Progress) -> Result<(), TrainError> {
         let path = self.progress_file();
-        std::fs::write(&path, serde_json::to_vec(progress).expect("plain data")).map_err(|e| TrainError::io(&path, e))
+        std::fs::write(&path, serde_json::to_vec(progress).expect("plain data"))
+            .map_err(|e| TrainError::io(&path, e))
     }
     /// Validation losses accumulate in validation.jsonl, one line per measurement.
     fn append_validation(&self, validation: &Validation) -> Result<(), TrainError> {
         let path = self.dir.join("validation.jsonl");
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| TrainError::io(&path, e))?;
-        writeln!(file, "{}", serde_json::to_string(validation).expect("plain data")).map_err(|e| TrainError::io(&path, e))
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| TrainError::io(&path, e))?;
+        writeln!(
+            file,
+            "{}",
+            serde_json::to_string(validation).expect("plain data")
+        )
+        .map_err(|e| TrainError::io(&path, e))
     }
 }

@@ -71,9 +71,14 @@ pub struct TokenStream {
 /// Tokenizes `text` line by line (each line keeps its `\n`), remembering sentence starts so that
 /// training windows begin where a prompt would.
 pub fn encode(tokenizer: &Tokenizer, text: &str) -> Result<TokenStream, VocabError> {
-    let mut stream = TokenStream { tokens: Vec::new(), starts: Vec::new() };
+    let mut stream = TokenStream {
+        tokens: Vec::new(),
+        starts: Vec::new(),
+    };
     for line in text.split_inclusive('\n') {
-        let encoding = tokenizer.encode(line, false).map_err(VocabError::Tokenizer)?;
+        let encoding = tokenizer
+            .encode(line, false)
+            .map_err(VocabError::Tokenizer)?;
         stream.starts.push(stream.tokens.len());
         stream.tokens.extend_from_slice(encoding.get_ids());
     }

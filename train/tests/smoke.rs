@@ -28,7 +28,10 @@ fn train(out: &Path, run: &Path, extra: &[&str]) -> String {
 }
 
 fn weights(dir: &Path) -> Vec<(String, HostTensor)> {
-    load_dir::<NdArray>(dir, &Default::default()).unwrap().model.named_tensors()
+    load_dir::<NdArray>(dir, &Default::default())
+        .unwrap()
+        .model
+        .named_tensors()
 }
 
 #[test]
@@ -36,7 +39,13 @@ fn trains_a_model_folder_the_engine_loads_and_evaluates() {
     let dir = tempfile::tempdir().unwrap();
     let (out, run) = (dir.path().join("model"), dir.path().join("run"));
     train(&out, &run, &[]);
-    for file in ["config.json", "model.safetensors", "tokenizer.json", "eval.jsonl", "recipe.json"] {
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "eval.jsonl",
+        "recipe.json",
+    ] {
         assert!(out.join(file).is_file(), "{file} missing");
     }
     let validation = std::fs::read_to_string(run.join("validation.jsonl")).unwrap();
@@ -46,10 +55,19 @@ fn trains_a_model_folder_the_engine_loads_and_evaluates() {
     let tokenizer = loaded.tokenizer.expect("tokenizer.json");
     let digits: Vec<u32> = tokenizer.encode("1234567890").unwrap();
     assert_eq!(digits.len(), 10, "every digit is its own token");
-    let examples = read_examples(&std::fs::read_to_string(out.join("eval.jsonl")).unwrap()).unwrap();
+    let examples =
+        read_examples(&std::fs::read_to_string(out.join("eval.jsonl")).unwrap()).unwrap();
     let examples = sample(examples, 2);
     assert_eq!(examples.len(), 6, "two of each of three families");
-    let report = block_on(evaluate(&loaded.model, &tokenizer, &examples, &[1, 4], ExitCriterion::Kl { threshold: 1e-3 }, 8)).unwrap();
+    let report = block_on(evaluate(
+        &loaded.model,
+        &tokenizer,
+        &examples,
+        &[1, 4],
+        ExitCriterion::Kl { threshold: 1e-3 },
+        8,
+    ))
+    .unwrap();
     assert_eq!(report.accuracy.len(), 6);
     assert!(report.accuracy.iter().all(|a| a.total == 2));
     assert!(report.exit.answer_tokens > 0 && report.exit.other_tokens > report.exit.answer_tokens);
@@ -64,10 +82,16 @@ fn a_run_stopped_and_resumed_equals_an_uninterrupted_one() {
     let split = dir.path().join("split");
     let split_run = dir.path().join("split-run");
     train(&split, &split_run, &["--stop-at", "2"]);
-    assert!(!split.join("model.safetensors").exists(), "a stopped run writes no model yet");
+    assert!(
+        !split.join("model.safetensors").exists(),
+        "a stopped run writes no model yet"
+    );
     let log = train(&split, &split_run, &[]);
     assert!(log.contains("resuming at step 2"), "{log}");
-    assert!(!log.contains("step      1/") && !log.contains("step      2/"), "steps 1-2 ran again: {log}");
+    assert!(
+        !log.contains("step      1/") && !log.contains("step      2/"),
+        "steps 1-2 ran again: {log}"
+    );
 
     // burn's backward pass sums gradients in an order that varies from run to run, so two runs
     // agree only up to rounding that Adam then amplifies: compare within the largest distance
@@ -79,8 +103,15 @@ fn a_run_stopped_and_resumed_equals_an_uninterrupted_one() {
         .zip(&b)
         .map(|((n, x), (m, y))| {
             assert!(n == m && x.shape == y.shape, "{n} against {m}");
-            x.values.iter().zip(&y.values).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max)
+            x.values
+                .iter()
+                .zip(&y.values)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0f32, f32::max)
         })
         .fold(0.0f32, f32::max);
-    assert!(largest < 0.05, "resumed weights are {largest} away from the uninterrupted run");
+    assert!(
+        largest < 0.05,
+        "resumed weights are {largest} away from the uninterrupted run"
+    );
 }

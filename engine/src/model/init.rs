@@ -30,24 +30,34 @@ struct Init<'d, B: Backend> {
 impl<B: Backend> Init<'_, B> {
     fn tensor<const D: usize>(&mut self, shape: [usize; D], std: f32) -> Tensor<B, D> {
         let n = shape.iter().product();
-        let values: Vec<f32> = (0..n).map(|_| truncated_standard_normal(&mut self.rng) as f32 * std).collect();
+        let values: Vec<f32> = (0..n)
+            .map(|_| truncated_standard_normal(&mut self.rng) as f32 * std)
+            .collect();
         Tensor::from_data(TensorData::new(values, shape), self.device)
     }
 
     fn linear(&mut self, d_in: usize, d_out: usize, std: f32) -> Linear<B> {
-        Linear { weight: Param::from_tensor(self.tensor([d_in, d_out], std)) }
+        Linear {
+            weight: Param::from_tensor(self.tensor([d_in, d_out], std)),
+        }
     }
 
     fn norm(&self, dim: usize, eps: f64) -> RmsNorm<B> {
-        RmsNorm { weight: Param::from_tensor(Tensor::ones([dim], self.device)), eps }
+        RmsNorm {
+            weight: Param::from_tensor(Tensor::ones([dim], self.device)),
+            eps,
+        }
     }
 
     fn block(&mut self, config: &ModelConfig) -> SandwichBlock<B> {
         let (e, i, eps) = (config.n_embd, config.intermediate_size, config.norm_eps);
         let (std, out_std) = (self.std, self.out_std);
-        let qk_bias = config
-            .qk_bias
-            .then(|| Param::from_tensor(Tensor::zeros([2, 1, config.n_heads, config.head_dim()], self.device)));
+        let qk_bias = config.qk_bias.then(|| {
+            Param::from_tensor(Tensor::zeros(
+                [2, 1, config.n_heads, config.head_dim()],
+                self.device,
+            ))
+        });
         SandwichBlock {
             norm_1: self.norm(e, eps),
             attn: Attention {
@@ -57,7 +67,10 @@ impl<B: Backend> Init<'_, B> {
                 n_heads: config.n_heads,
             },
             norm_2: self.norm(e, eps),
-            mlp: GatedMlp { fc: self.linear(e, 2 * i, std), proj: self.linear(i, e, out_std) },
+            mlp: GatedMlp {
+                fc: self.linear(e, 2 * i, std),
+                proj: self.linear(i, e, out_std),
+            },
             norm_3: self.norm(e, eps),
             norm_4: self.norm(e, eps),
         }
@@ -80,11 +93,18 @@ impl<B: Backend> RecurrentModel<B> {
             out_std: std / (2.0 * depth.max(1) as f32).sqrt(),
         };
         let wte = Param::from_tensor(init.tensor([config.padded_vocab_size, e], std));
-        let prelude = (0..config.n_layers_in_prelude).map(|_| init.block(config)).collect();
+        let prelude = (0..config.n_layers_in_prelude)
+            .map(|_| init.block(config))
+            .collect();
         let adapter = init.linear(2 * e, e, std);
-        let core_block = (0..config.n_layers_in_recurrent_block).map(|_| init.block(config)).collect();
-        let coda = (0..config.n_layers_in_coda).map(|_| init.block(config)).collect();
-        let lm_head = (!config.tie_embeddings).then(|| init.linear(e, config.padded_vocab_size, std));
+        let core_block = (0..config.n_layers_in_recurrent_block)
+            .map(|_| init.block(config))
+            .collect();
+        let coda = (0..config.n_layers_in_coda)
+            .map(|_| init.block(config))
+            .collect();
+        let lm_head =
+            (!config.tie_embeddings).then(|| init.linear(e, config.padded_vocab_size, std));
         Self {
             wte,
             prelude,
@@ -93,7 +113,12 @@ impl<B: Backend> RecurrentModel<B> {
             coda,
             ln_f: init.norm(e, config.norm_eps),
             lm_head,
-            rope: Rope::new(config.head_dim(), config.block_size, config.rope_base, device),
+            rope: Rope::new(
+                config.head_dim(),
+                config.block_size,
+                config.rope_base,
+                device,
+            ),
             config: config.clone(),
         }
     }
@@ -105,18 +130,35 @@ impl<B: Backend> RecurrentModel<B> {
         let mut out = Vec::new();
         let host = |t: Tensor<B, 2>| HostTensor {
             shape: t.dims().to_vec(),
-            values: t.into_data().convert::<f32>().into_vec::<f32>().expect("f32 data"),
+            values: t
+                .into_data()
+                .convert::<f32>()
+                .into_vec::<f32>()
+                .expect("f32 data"),
         };
         let vector = |t: Tensor<B, 1>| HostTensor {
             shape: t.dims().to_vec(),
-            values: t.into_data().convert::<f32>().into_vec::<f32>().expect("f32 data"),
+            values: t
+                .into_data()
+                .convert::<f32>()
+                .into_vec::<f32>()
+                .expect("f32 data"),
         };
         let linear = |l: &Linear<B>| host(l.weight.val().transpose());
         out.push(("transformer.wte.weight".to_string(), host(self.wte.val())));
-        for (part, blocks) in [("prelude", &self.prelude), ("core_block", &self.core_block), ("coda", &self.coda)] {
+        for (part, blocks) in [
+            ("prelude", &self.prelude),
+            ("core_block", &self.core_block),
+            ("coda", &self.coda),
+        ] {
             for (i, block) in blocks.iter().enumerate() {
                 let p = format!("transformer.{part}.{i}");
-                for (n, norm) in [(1, &block.norm_1), (2, &block.norm_2), (3, &block.norm_3), (4, &block.norm_4)] {
+                for (n, norm) in [
+                    (1, &block.norm_1),
+                    (2, &block.norm_2),
+                    (3, &block.norm_3),
+                    (4, &block.norm_4),
+                ] {
                     out.push((format!("{p}.norm_{n}.weight"), vector(norm.weight.val())));
                 }
                 out.push((format!("{p}.attn.Wqkv.weight"), linear(&block.attn.wqkv)));
@@ -124,15 +166,25 @@ impl<B: Backend> RecurrentModel<B> {
                 if let Some(bias) = &block.attn.qk_bias {
                     let t = bias.val();
                     let shape = t.dims().to_vec();
-                    let values = t.into_data().convert::<f32>().into_vec::<f32>().expect("f32 data");
+                    let values = t
+                        .into_data()
+                        .convert::<f32>()
+                        .into_vec::<f32>()
+                        .expect("f32 data");
                     out.push((format!("{p}.attn.qk_bias"), HostTensor { shape, values }));
                 }
                 out.push((format!("{p}.mlp.fc.weight"), linear(&block.mlp.fc)));
                 out.push((format!("{p}.mlp.proj.weight"), linear(&block.mlp.proj)));
             }
         }
-        out.push(("transformer.adapter.weight".to_string(), linear(&self.adapter)));
-        out.push(("transformer.ln_f.weight".to_string(), vector(self.ln_f.weight.val())));
+        out.push((
+            "transformer.adapter.weight".to_string(),
+            linear(&self.adapter),
+        ));
+        out.push((
+            "transformer.ln_f.weight".to_string(),
+            vector(self.ln_f.weight.val()),
+        ));
         if let Some(head) = &self.lm_head {
             out.push(("lm_head.weight".to_string(), linear(head)));
         }
