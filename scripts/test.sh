@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test of the project: unit, golden, session and bad-input tests on the CPU backend,
-# the golden comparison on wgpu (lavapipe when there is no GPU), and the wasm build check.
+# Runs every test of the project: unit, golden, session, training and bad-input tests on the CPU
+# backend, the golden comparison on wgpu (lavapipe when there is no GPU), and the page built and
+# driven in headless Chromium with and without WebGPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -11,6 +12,6 @@ cargo test --workspace --locked
 cargo run --quiet --locked --release -p loopscope-engine --features wgpu --bin loopscope -- golden engine/tests/fixtures/huginn-tiny-a
 cargo run --quiet --locked --release -p loopscope-engine --features wgpu --bin loopscope -- golden engine/tests/fixtures/huginn-tiny-a --backend wgpu
 
-# The engine must compile for the browser.
-cargo check --locked -p loopscope-engine --target wasm32-unknown-unknown --no-default-features --features ndarray,wgpu
-echo "wasm32 check passed"
+# The page, built and tested in a real browser. Screenshots: artifacts/browser/.
+scripts/build-page.sh
+node tests/browser/page.mjs dist

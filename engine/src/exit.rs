@@ -39,15 +39,23 @@ impl ExitCriterion {
         matches!(self, Self::LatentDiff { .. } | Self::Cosine { .. })
     }
 
-    pub fn is_met(&self, value: Option<f32>) -> bool {
-        let Some(value) = value else { return false };
+    /// The value below which the criterion is met (`None` for `none` and the argmax count).
+    pub fn threshold(&self) -> Option<f32> {
         match *self {
-            Self::None => false,
             Self::Kl { threshold }
             | Self::LatentDiff { threshold }
             | Self::EntropyDiff { threshold }
-            | Self::Cosine { threshold } => value < threshold,
-            Self::ArgmaxStable { steps } => value >= steps as f32,
+            | Self::Cosine { threshold } => Some(threshold),
+            Self::None | Self::ArgmaxStable { .. } => None,
+        }
+    }
+
+    pub fn is_met(&self, value: Option<f32>) -> bool {
+        let Some(value) = value else { return false };
+        match (*self, self.threshold()) {
+            (Self::ArgmaxStable { steps }, _) => value >= steps as f32,
+            (_, Some(threshold)) => value < threshold,
+            (_, None) => false,
         }
     }
 

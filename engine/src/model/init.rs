@@ -15,6 +15,7 @@ use super::rope::Rope;
 use super::RecurrentModel;
 use crate::config::ModelConfig;
 use crate::state::truncated_standard_normal;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::weights::HostTensor;
 
 /// Draws truncated-normal weights from one seeded generator, in a fixed order.

@@ -1,0 +1,373 @@
+//! The page: loads a model, generates, and keeps the views in step with the controls.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use loopscope_engine::{EngineError, Finish};
+use wasm_bindgen::JsCast;
+use web_sys::HtmlInputElement;
+
+use crate::backend::{device_lost, webgpu_adapter, BackendKind};
+use crate::controls::ThinkingControls;
+use crate::export::download_json;
+use crate::loader::{fetch_folder, forget, read_picked, Progress};
+use crate::runner::{engine, is_current, new_run, set_engine, stop_runs, Engine};
+use crate::state::{Generation, Page, Status};
+use crate::views::{exit_chart::ExitChart, heatmap::Heatmap, lens::Lens, text::GeneratedText, trajectory::Trajectory};
+
+/// The model the page opens with (copied into the site by Trunk).
+pub const DEFAULT_MODEL: &str = "models/loopscope-tiny";
+
+const EXAMPLES: [(&str, &str); 3] = [
+    ("easy sentence", "The old dog sleeps by the warm fire."),
+    ("arithmetic", "Tom had 47 marbles and won 38 more, so now he has"),
+    ("variable chain", "a is 7. b is a plus 5. c is b minus 3. So c is"),
+];
+
+/// Quiet time after the last control change before the generation re-runs.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+
+fn now() -> f64 {
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map_or(0.0, |p| p.now())
+}
+
+fn log(message: &str) {
+    web_sys::console::log_1(&message.into());
+}
+
+/// Where a model comes from.
+enum ModelSource {
+    Url(String),
+    Picked(HashMap<String, Vec<u8>>),
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// Loads a model and makes it the page's; on failure the previous model stays in use.
+async fn load_model(page: Page, source: ModelSource, name: String) {
+    stop_runs();
+    let started = now();
+    page.status.set(Status::Loading(name.clone()));
+    page.progress.set(None);
+    let (files, from_cache) = match &source {
+        ModelSource::Url(url) => {
+            let name = name.clone();
+            let on_progress = move |p: Progress| {
+                page.progress.set(Some(p));
+                let percent = if p.total > 0 { 100 * p.loaded / p.total } else { 0 };
+                page.status.set(Status::Loading(format!(
+                    "{name}: {percent}% ({} of {})",
+                    megabytes(p.loaded),
+                    megabytes(p.total)
+                )));
+            };
+            match fetch_folder(url, on_progress).await {
+                Ok(f) => (f.files, f.from_cache),
+                Err(e) => return fail(page, format!("could not load the model: {e}")),
+            }
+        }
+        ModelSource::Picked(files) => (files.clone(), false),
+    };
+    let bytes: u64 = files.values().map(|f| f.len() as u64).sum();
+    let kind = match webgpu_adapter().await {
+        Ok(()) => BackendKind::WebGpu,
+        Err(why) => {
+            page.backend_note.set(Some(format!("{why}: running on the CPU backend, which is slower.")));
+            BackendKind::Cpu
+        }
+    };
+    match Engine::load(files, kind).await {
+        Ok(engine) => {
+            let mean = engine.config().mean_recurrence;
+            set_engine(Some(Rc::new(engine)));
+            page.backend.set(Some(kind));
+            page.model_name.set(name.clone());
+            let ms = now() - started;
+            page.timing.update(|t| t.load_ms = Some(ms));
+            let cached = if from_cache { ", from the browser cache" } else { "" };
+            log(&format!("loopscope: loaded {name} ({}{cached}) on {} in {ms:.0} ms", megabytes(bytes), kind.name()));
+            page.status.set(Status::Ready(format!(
+                "{name}, {}{cached}; mean recurrence {mean}",
+                megabytes(bytes)
+            )));
+        }
+        Err(e) => {
+            if let ModelSource::Url(url) = &source {
+                forget(url).await;
+            }
+            fail(page, format!("not a model folder: {e}"));
+        }
+    }
+}
+
+fn fail(page: Page, message: String) {
+    log(&format!("loopscope: {message}"));
+    page.status.set(Status::Error(message));
+}
+
+/// Generates with the current prompt and controls; `changed_at` is when a control changed, for
+/// the control-to-view timing.
+fn generate(page: Page, changed_at: Option<f64>) {
+    let Some(engine) = engine() else {
+        return fail(page, "no model is loaded yet".into());
+    };
+    let settings = match page.controls.settings_untracked() {
+        Ok(s) => s,
+        Err(e) => return fail(page, e),
+    };
+    let prompt = page.prompt.get_untracked();
+    if prompt.trim().is_empty() {
+        return fail(page, EngineError::EmptyPrompt.to_string());
+    }
+    let max_tokens = page.controls.max_tokens.get_untracked();
+    let ticket = new_run();
+    page.status.set(Status::Generating);
+    page.playing.set(false);
+    page.generation.set(Generation {
+        prompt: prompt.clone(),
+        settings: settings.clone(),
+        ..Generation::default()
+    });
+    spawn_local(async move {
+        let started = now();
+        let first = Cell::new(None);
+        let tokenizer_engine = engine.clone();
+        let tokenizer = tokenizer_engine.tokenizer().expect("loaded engines have a tokenizer");
+        let result = engine
+            .generate(&prompt, settings, max_tokens, |position| {
+                if !is_current(ticket) {
+                    return false;
+                }
+                if first.get().is_none() {
+                    first.set(Some(now() - started));
+                }
+                let text = position.next.map(|id| tokenizer.token_text(id)).unwrap_or_default();
+                page.generation.update(|g| g.push(position.clone(), text));
+                true
+            })
+            .await;
+        if !is_current(ticket) {
+            return;
+        }
+        let elapsed = now() - started;
+        let count = page.generation.with_untracked(|g| g.positions.len());
+        let last = count.saturating_sub(1);
+        page.selected.update(|s| *s = Some(s.map_or(0, |s| s.min(last))));
+        let steps = page.selected_iterations_untracked();
+        page.iteration.update(|i| *i = (*i).clamp(1, steps.max(1)));
+        match result {
+            Ok(finish) => {
+                let why = match finish {
+                    Finish::Stop => "end of text",
+                    Finish::Length => "token limit",
+                    Finish::Context => "context full",
+                    Finish::Cancelled => "stopped",
+                };
+                page.status.set(Status::Ready(format!("{count} tokens ({why})")));
+            }
+            Err(e) if device_lost() => {
+                fail(page, format!("the GPU device was lost ({e}); reload the model to run on the CPU"));
+                set_engine(None);
+            }
+            Err(e) => fail(page, e.to_string()),
+        }
+        let control_to_view = changed_at.map(|t| now() - t);
+        page.timing.update(|t| {
+            t.first_token_ms = first.get();
+            t.tokens_per_s = (elapsed > 0.0).then(|| count as f64 * 1000.0 / elapsed);
+            if control_to_view.is_some() {
+                t.control_to_view_ms = control_to_view;
+            }
+        });
+        log(&format!("loopscope: {}", page.timing.get_untracked().text()));
+    });
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    let page = Page::new();
+    provide_context(page);
+    spawn_local(load_model(page, ModelSource::Url(DEFAULT_MODEL.into()), "loopscope-tiny".into()));
+
+    // Any control change re-runs the last generation, once the controls have been quiet.
+    let debounce = Rc::new(Cell::new(0u64));
+    Effect::new(move |previous: Option<()>| {
+        let _ = page.controls.settings();
+        page.controls.max_tokens.track();
+        if previous.is_none() {
+            return;
+        }
+        let changed_at = now();
+        let mine = debounce.get() + 1;
+        debounce.set(mine);
+        let debounce = debounce.clone();
+        set_timeout(
+            move || {
+                let generated_before = page.generation.with_untracked(|g| !g.prompt.is_empty());
+                if debounce.get() == mine && generated_before && engine().is_some() {
+                    generate(page, Some(changed_at));
+                }
+            },
+            DEBOUNCE,
+        );
+    });
+
+    view! {
+        <header>
+            <h1>"loopscope"</h1>
+            <p class="tagline">"Watch a recurrent-depth language model think: every token's latent state, iteration by iteration."</p>
+        </header>
+        <StatusBar />
+        <ModelPicker />
+        <main>
+            <div class="column">
+                <PromptBox />
+                <GeneratedText />
+                <ThinkingControls />
+            </div>
+            <div class="column">
+                <Trajectory />
+                <ExitChart />
+            </div>
+            <div class="column">
+                <Lens />
+                <Heatmap />
+            </div>
+        </main>
+    }
+}
+
+#[component]
+fn StatusBar() -> impl IntoView {
+    let page = expect_context::<Page>();
+    let status_class = move || match page.status.get() {
+        Status::Error(_) => "status error",
+        _ => "status",
+    };
+    view! {
+        <div class="status-bar">
+            <span class=status_class data-testid="status">{move || page.status.get().text()}</span>
+            {move || page.progress.get().filter(|_| matches!(page.status.get(), Status::Loading(_))).map(|p| {
+                view! { <progress data-testid="progress" max=p.total.max(1) value=p.loaded></progress> }
+            })}
+            <span class="backend">"backend: " <b data-testid="backend">{move || page.backend.get().map_or("–", |b| b.name())}</b></span>
+            {move || page.backend_note.get().map(|note| view! { <span class="note" data-testid="backend-note">{note}</span> })}
+            <span class="timing" data-testid="timing">{move || page.timing.get().text()}</span>
+        </div>
+    }
+}
+
+#[component]
+fn ModelPicker() -> impl IntoView {
+    let page = expect_context::<Page>();
+    let url = RwSignal::new(String::new());
+    let load_url = move || {
+        let target = url.get_untracked().trim().to_string();
+        if target.is_empty() {
+            return fail(page, "enter the URL of a model folder".into());
+        }
+        spawn_local(load_model(page, ModelSource::Url(target.clone()), target));
+    };
+    let on_files = move |ev: leptos::ev::Event| {
+        let Some(input) = ev.target().and_then(|t| t.dyn_into::<HtmlInputElement>().ok()) else { return };
+        let Some(list) = input.files() else { return };
+        spawn_local(async move {
+            match read_picked(&list).await {
+                Ok(files) => load_model(page, ModelSource::Picked(files), "local files".into()).await,
+                Err(e) => fail(page, e.to_string()),
+            }
+        });
+    };
+    view! {
+        <details class="model-picker" data-testid="model-picker">
+            <summary>{move || format!("model: {}", page.model_name.get())}</summary>
+            <div class="row">
+                <input
+                    data-testid="model-url"
+                    placeholder="URL of a model folder (config.json, model.safetensors, tokenizer.json)"
+                    size="60"
+                    prop:value=move || url.get()
+                    on:input=move |ev| url.set(event_target_value(&ev))
+                    on:keydown=move |ev| if ev.key() == "Enter" { load_url() }
+                />
+                <button data-testid="model-load" on:click=move |_| load_url()>"Load"</button>
+                <button on:click=move |_| spawn_local(load_model(page, ModelSource::Url(DEFAULT_MODEL.into()), "loopscope-tiny".into()))>
+                    "Default model"
+                </button>
+            </div>
+            <label>
+                "or local files: "
+                <input type="file" multiple data-testid="model-files" on:change=on_files />
+            </label>
+        </details>
+    }
+}
+
+#[component]
+fn PromptBox() -> impl IntoView {
+    let page = expect_context::<Page>();
+    let busy = move || matches!(page.status.get(), Status::Generating | Status::Loading(_));
+    view! {
+        <section class="panel">
+            <textarea
+                data-testid="prompt"
+                rows="3"
+                placeholder="Type a prompt, or pick an example"
+                prop:value=move || page.prompt.get()
+                on:input=move |ev| page.prompt.set(event_target_value(&ev))
+            ></textarea>
+            <div class="row">
+                {EXAMPLES
+                    .iter()
+                    .map(|(label, text)| {
+                        view! {
+                            <button class="example" data-testid="example" on:click=move |_| page.prompt.set(text.to_string())>
+                                {*label}
+                            </button>
+                        }
+                    })
+                    .collect_view()}
+            </div>
+            <div class="row">
+                <button data-testid="generate" class="primary" prop:disabled=busy on:click=move |_| generate(page, None)>
+                    "Generate"
+                </button>
+                <button
+                    data-testid="stop"
+                    on:click=move |_| {
+                        stop_runs();
+                        page.status.set(Status::Ready("stopped".into()));
+                    }
+                >
+                    "Stop"
+                </button>
+                <button
+                    data-testid="export-json"
+                    on:click=move |_| {
+                        let text = page.generation.with_untracked(|g| {
+                            serde_json::json!({
+                                "model": page.model_name.get_untracked(),
+                                "prompt": g.prompt,
+                                "settings": g.settings,
+                                "tokens": g.texts,
+                                "positions": g.positions,
+                            })
+                            .to_string()
+                        });
+                        download_json(&text, "loopscope-trace.json");
+                    }
+                >
+                    "JSON"
+                </button>
+            </div>
+        </section>
+    }
+}

@@ -1,0 +1,179 @@
+//! The thinking controls: how long the model thinks, when it may stop early, and how it starts
+//! and samples. Changing any of them re-runs the generation (see `app`).
+
+use leptos::prelude::*;
+
+use crate::state::Page;
+
+/// Exit criteria the page offers, by their engine names.
+const CRITERIA: [(&str, &str); 6] = [
+    ("none", "none: always the full count"),
+    ("kl", "KL of the logit lens"),
+    ("latent-diff", "relative latent change"),
+    ("entropy-diff", "entropy change"),
+    ("cosine", "1 − cosine of states"),
+    ("argmax", "argmax stable for n"),
+];
+
+#[component]
+pub fn ThinkingControls() -> impl IntoView {
+    let page = expect_context::<Page>();
+    let c = page.controls;
+    let number = |ev: &leptos::ev::Event| event_target_value(ev).trim().parse::<f64>().ok();
+    view! {
+        <section class="panel controls">
+            <h2>"Thinking"</h2>
+            <label>
+                {move || format!("iterations (max per token): {}", c.iterations.get())}
+                <input
+                    type="range"
+                    data-testid="iterations"
+                    min="1"
+                    max="64"
+                    prop:value=move || c.iterations.get()
+                    on:input=move |ev| {
+                        if let Some(v) = number(&ev) {
+                            c.iterations.set(v as usize);
+                        }
+                    }
+                />
+            </label>
+            <label>
+                "exit criterion "
+                <select data-testid="exit-criterion" on:change=move |ev| c.exit.set(event_target_value(&ev))>
+                    {CRITERIA
+                        .iter()
+                        .map(|(name, label)| {
+                            view! { <option value=*name selected=move || c.exit.get() == *name>{*label}</option> }
+                        })
+                        .collect_view()}
+                </select>
+            </label>
+            <label>
+                "threshold "
+                <input
+                    data-testid="exit-threshold"
+                    size="8"
+                    prop:value=move || c.threshold.get()
+                    on:change=move |ev| c.threshold.set(event_target_value(&ev))
+                />
+            </label>
+            <label>
+                {move || format!("init scale: {:.2}", c.init_scale.get())}
+                <input
+                    type="range"
+                    data-testid="init-scale"
+                    min="0"
+                    max="3"
+                    step="0.05"
+                    prop:value=move || c.init_scale.get()
+                    on:input=move |ev| {
+                        if let Some(v) = number(&ev) {
+                            c.init_scale.set(v as f32);
+                        }
+                    }
+                />
+            </label>
+            <label>
+                "seed "
+                <input
+                    type="number"
+                    data-testid="seed"
+                    min="0"
+                    prop:value=move || c.seed.get()
+                    on:change=move |ev| {
+                        if let Some(v) = number(&ev).filter(|v| *v >= 0.0) {
+                            c.seed.set(v as u64);
+                        }
+                    }
+                />
+            </label>
+            <label>
+                {move || format!("temperature: {:.2}", c.temperature.get())}
+                <input
+                    type="range"
+                    data-testid="temperature"
+                    min="0"
+                    max="2"
+                    step="0.05"
+                    prop:value=move || c.temperature.get()
+                    on:input=move |ev| {
+                        if let Some(v) = number(&ev) {
+                            c.temperature.set(v as f32);
+                        }
+                    }
+                />
+            </label>
+            <label>
+                <input
+                    type="checkbox"
+                    data-testid="continuous-cot"
+                    prop:checked=move || c.warm_start.get()
+                    on:change=move |ev| c.warm_start.set(event_target_checked(&ev))
+                />
+                " continuous chain of thought (start from the previous token's state)"
+            </label>
+            <label>
+                "tokens to generate "
+                <input
+                    type="number"
+                    data-testid="max-tokens"
+                    min="1"
+                    max="256"
+                    prop:value=move || c.max_tokens.get()
+                    on:change=move |ev| {
+                        if let Some(v) = number(&ev).filter(|v| *v >= 1.0) {
+                            c.max_tokens.set((v as usize).min(256));
+                        }
+                    }
+                />
+            </label>
+            <TokenOverride />
+        </section>
+    }
+}
+
+/// Fixes the iteration count of the selected token's position, or clears that.
+#[component]
+fn TokenOverride() -> impl IntoView {
+    let page = expect_context::<Page>();
+    let overrides = page.controls.overrides;
+    let position = move || {
+        let selected = page.selected.get()?;
+        page.generation.with(|g| g.positions.get(selected).map(|p| p.position))
+    };
+    let current = move || position().and_then(|p| overrides.with(|o| o.get(&p).copied()));
+    view! {
+        <div class="override">
+            {move || match position() {
+                None => "Select a token to fix how long it thinks.".to_string(),
+                Some(p) => format!("position {p}: "),
+            }}
+            <input
+                type="number"
+                data-testid="override"
+                min="1"
+                max="64"
+                placeholder="iterations"
+                prop:disabled=move || position().is_none()
+                prop:value=move || current().map(|n| n.to_string()).unwrap_or_default()
+                on:change=move |ev| {
+                    let Some(p) = position() else { return };
+                    let value = event_target_value(&ev);
+                    overrides.update(|o| match value.trim().parse::<usize>() {
+                        Ok(n) if (1..=1024).contains(&n) => {
+                            o.insert(p, n);
+                        }
+                        _ => {
+                            o.remove(&p);
+                        }
+                    });
+                }
+            />
+            <span>{move || {
+                let n = overrides.with(|o| o.len());
+                if n == 0 { String::new() } else { format!(" ({n} fixed)") }
+            }}</span>
+        </div>
+    }
+}

@@ -1,0 +1,17 @@
+//! loopscope's page: a recurrent-depth model runs in the browser and every token's thinking is
+//! drawn next to the text. `app` wires the parts; each other module is one concept.
+
+mod app;
+mod backend;
+mod controls;
+mod export;
+mod loader;
+mod projection;
+mod runner;
+mod state;
+mod views;
+
+fn main() {
+    console_error_panic_hook::set_once();
+    leptos::mount::mount_to_body(app::App);
+}

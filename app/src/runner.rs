@@ -1,0 +1,136 @@
+//! The loaded model on its backend, and one generation run that streams tokens to the page and
+//! yields to the browser between them so the page stays responsive.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use burn::tensor::backend::Backend;
+use loopscope_engine::folder::{load_files, LoadedModel};
+use loopscope_engine::trace::PositionTrace;
+use loopscope_engine::{EngineError, Finish, ModelConfig, Record, Session, ThinkingSettings, Tokenizer};
+
+use crate::backend::{init_webgpu, BackendKind, Cpu, Gpu};
+
+/// What the page records per iteration: ln_f(s_i) for the trajectories, the exit value and the
+/// logit lens' top 5. Raw states would only double the read-backs.
+pub const RECORD: Record = Record {
+    states: false,
+    normed: true,
+    deltas: false,
+    exit_values: true,
+    lens_top_k: 5,
+};
+
+pub enum Engine {
+    Gpu(LoadedModel<Gpu>),
+    Cpu(LoadedModel<Cpu>),
+}
+
+impl Engine {
+    pub async fn load(files: HashMap<String, Vec<u8>>, kind: BackendKind) -> Result<Self, EngineError> {
+        let engine = match kind {
+            BackendKind::WebGpu => Self::Gpu(load_files(files, &init_webgpu().await)?),
+            BackendKind::Cpu => Self::Cpu(load_files(files, &Default::default())?),
+        };
+        if engine.tokenizer().is_none() {
+            return Err(EngineError::Tokenizer(
+                "the folder has no tokenizer.json, so prompts cannot be turned into tokens".into(),
+            ));
+        }
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        match self {
+            Self::Gpu(m) => &m.model.config,
+            Self::Cpu(m) => &m.model.config,
+        }
+    }
+
+    pub fn tokenizer(&self) -> Option<&Tokenizer> {
+        match self {
+            Self::Gpu(m) => m.tokenizer.as_ref(),
+            Self::Cpu(m) => m.tokenizer.as_ref(),
+        }
+    }
+
+    /// Generates from `prompt`, calling `on_token` with each generated token's position (and
+    /// stopping when it returns false).
+    pub async fn generate(
+        &self,
+        prompt: &str,
+        settings: ThinkingSettings,
+        max_tokens: usize,
+        on_token: impl FnMut(&PositionTrace) -> bool,
+    ) -> Result<Finish, EngineError> {
+        let tokenizer = self.tokenizer().expect("load refuses folders without a tokenizer");
+        if prompt.trim().is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        let ids = tokenizer.encode(prompt)?;
+        let stop: Vec<u32> = tokenizer.token_id("<eos>").into_iter().collect();
+        match self {
+            Self::Gpu(m) => run(m, &ids, &stop, settings, max_tokens, on_token).await,
+            Self::Cpu(m) => run(m, &ids, &stop, settings, max_tokens, on_token).await,
+        }
+    }
+}
+
+async fn run<B: Backend>(
+    loaded: &LoadedModel<B>,
+    ids: &[u32],
+    stop: &[u32],
+    settings: ThinkingSettings,
+    max_tokens: usize,
+    mut on_token: impl FnMut(&PositionTrace) -> bool,
+) -> Result<Finish, EngineError> {
+    let mut session = Session::new(&loaded.model, settings, RECORD)?;
+    session
+        .generate(ids, max_tokens, stop, async |position| {
+            let go_on = on_token(position);
+            yield_to_browser().await;
+            go_on
+        })
+        .await
+}
+
+/// Lets the browser paint and handle input before the next token.
+pub async fn yield_to_browser() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(window) = web_sys::window() {
+            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+thread_local! {
+    /// The model the page runs (not reactive state: it holds GPU buffers and is not `Send`).
+    static ENGINE: RefCell<Option<Rc<Engine>>> = const { RefCell::new(None) };
+    /// Incremented by every new run and by Stop; a run goes on only while it holds the latest.
+    static RUN: Cell<u64> = const { Cell::new(0) };
+}
+
+pub fn engine() -> Option<Rc<Engine>> {
+    ENGINE.with_borrow(|e| e.clone())
+}
+
+pub fn set_engine(engine: Option<Rc<Engine>>) {
+    ENGINE.set(engine);
+}
+
+/// Starts a new run, cancelling any earlier one; returns its ticket.
+pub fn new_run() -> u64 {
+    RUN.set(RUN.get() + 1);
+    RUN.get()
+}
+
+/// Cancels the current run.
+pub fn stop_runs() {
+    RUN.set(RUN.get() + 1);
+}
+
+pub fn is_current(ticket: u64) -> bool {
+    RUN.get() == ticket
+}

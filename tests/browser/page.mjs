@@ -1,0 +1,191 @@
+// Drives the built page in headless Chromium, once with WebGPU (SwiftShader) and once without,
+// and checks what the page issue promises. Screenshots go to $ARTIFACTS (default
+// artifacts/browser); look at them. Usage: node tests/browser/page.mjs [dist]
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { serve } from './server.mjs';
+
+const root = path.resolve(process.argv[2] ?? 'dist');
+const artifacts = path.resolve(process.env.ARTIFACTS ?? 'artifacts/browser');
+fs.mkdirSync(artifacts, { recursive: true });
+
+const COMMON = ['--no-sandbox', '--disable-background-networking', '--disable-component-update',
+  '--no-first-run', '--disable-sync', '--disable-quic'];
+const WEBGPU = ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-webgpu-adapter=swiftshader'];
+const NO_WEBGPU = ['--disable-blink-features=WebGPU'];
+const LOAD_TIMEOUT = 240_000;
+const RUN_TIMEOUT = 240_000;
+
+const server = await serve(root);
+const base = `http://127.0.0.1:${server.address().port}/`;
+let failed = false;
+
+async function check(name, body) {
+  const started = Date.now();
+  try {
+    await body();
+    console.log(`ok   ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    failed = true;
+    console.log(`FAIL ${name}: ${e.stack ?? e}`);
+  }
+}
+
+async function launch(args) {
+  return chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: [...COMMON, ...args] });
+}
+
+async function open(browser, label) {
+  const context = await browser.newContext({ viewport: { width: 1500, height: 1100 } });
+  const page = await context.newPage();
+  page.on('console', (m) => { if (m.text().startsWith('loopscope')) console.log(`     [${label}] ${m.text()}`); });
+  page.on('pageerror', (e) => console.log(`     [${label}] page error: ${e.message}`));
+  // Longest gap between animation frames while the page works: frozen frames.
+  await page.addInitScript(() => {
+    window.__longestFrame = 0;
+    let last = performance.now();
+    const tick = (t) => { window.__longestFrame = Math.max(window.__longestFrame, t - last); last = t; requestAnimationFrame(tick); };
+    requestAnimationFrame(tick);
+  });
+  await page.goto(base);
+  return page;
+}
+
+const status = (page) => page.getByTestId('status').textContent();
+async function waitStatus(page, pattern, timeout = RUN_TIMEOUT) {
+  await page.waitForFunction(
+    (p) => new RegExp(p).test(document.querySelector('[data-testid=status]')?.textContent ?? ''),
+    pattern.source, { timeout, polling: 100 });
+  return status(page);
+}
+const iterations = (page) => page.getByTestId('token').evaluateAll((ts) => ts.map((t) => Number(t.dataset.iterations)));
+const pixels = (page, id) => page.getByTestId(id).evaluate((c) => c.toDataURL());
+const shot = (page, name) => page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
+
+async function generate(page) {
+  await page.getByTestId('generate').click();
+  return waitStatus(page, /^(ready|error)/);
+}
+
+async function thinkingChecks(page, label) {
+  await check(`${label}: a prompt generates tokens`, async () => {
+    await page.getByTestId('example').nth(1).click();
+    await page.getByTestId('exit-criterion').selectOption('none');
+    await page.getByTestId('iterations').fill('4');
+    await page.getByTestId('max-tokens').fill('8');
+    await page.getByTestId('max-tokens').dispatchEvent('change');
+    await page.evaluate(() => { window.__longestFrame = 0; });
+    const text = await generate(page);
+    assert.match(text, /^ready/);
+    const counts = await iterations(page);
+    assert.ok(counts.length >= 1, 'no tokens');
+    assert.deepEqual([...new Set(counts)], [4]);
+    console.log(`     longest frame while generating: ${(await page.evaluate(() => window.__longestFrame)).toFixed(0)} ms`);
+    console.log(`     ${await page.getByTestId('timing').textContent()}`);
+  });
+  await check(`${label}: the iterations slider re-runs with the new count`, async () => {
+    await page.getByTestId('iterations').fill('9');
+    await page.waitForFunction(() => {
+      const ts = [...document.querySelectorAll('[data-testid=token]')];
+      return ts.length > 0 && ts.every((t) => t.dataset.iterations === '9')
+        && /^ready/.test(document.querySelector('[data-testid=status]').textContent);
+    }, null, { timeout: RUN_TIMEOUT });
+    const timing = await page.getByTestId('timing').textContent();
+    assert.match(timing, /control → view \d+ ms/);
+    console.log(`     ${timing}`);
+  });
+  await check(`${label}: the trajectory is drawn and changes when scrubbing`, async () => {
+    await page.getByTestId('token').first().click();
+    await page.getByTestId('scrub').fill('1');
+    const first = await pixels(page, 'trajectory');
+    await page.getByTestId('scrub').fill('9');
+    const last = await pixels(page, 'trajectory');
+    assert.notEqual(first, last);
+    const blank = await page.evaluate(() => { const c = document.createElement('canvas'); c.width = 480; c.height = 360; return c.toDataURL(); });
+    assert.notEqual(first, blank);
+    assert.equal(await page.getByTestId('lens').locator('tbody tr').count(), 9);
+  });
+  await check(`${label}: clicking the heatmap selects a token and iteration`, async () => {
+    const count = await page.getByTestId('token').count();
+    const box = await page.getByTestId('heatmap').boundingBox();
+    // The last row, third column (layout: 90 px labels, 20 px header, 14 px rows on 640 px).
+    const scale = box.width / 640;
+    const x = (90 + (640 - 98) / 9 * 2.5) * scale;
+    const y = (20 + 14 * (count - 0.5)) * scale;
+    await page.getByTestId('heatmap').click({ position: { x, y } });
+    assert.equal(await page.getByTestId('iteration').textContent(), 'iteration 3 of 9');
+    assert.equal(await page.locator('[data-testid=token].selected').count(), 1);
+    assert.equal(await page.getByTestId('token').nth(count - 1).evaluate((t) => t.classList.contains('selected')), true);
+  });
+  await shot(page, `${label}-generated`);
+}
+
+async function badInputChecks(page, label) {
+  const expectError = async (pattern) => {
+    const text = await waitStatus(page, /^error/);
+    assert.match(text, pattern);
+  };
+  await check(`${label}: an empty prompt says so`, async () => {
+    await page.getByTestId('prompt').fill('');
+    await page.getByTestId('generate').click();
+    await expectError(/empty/);
+    await shot(page, `${label}-empty-prompt`);
+  });
+  await check(`${label}: a prompt longer than the context says so`, async () => {
+    await page.getByTestId('prompt').fill('the cat sat on the mat. '.repeat(200));
+    await page.getByTestId('generate').click();
+    await expectError(/context/);
+    await shot(page, `${label}-long-prompt`);
+  });
+  await check(`${label}: a model URL that 404s says so`, async () => {
+    await page.getByTestId('model-picker').locator('summary').click();
+    await page.getByTestId('model-url').fill(`${base}no-model`);
+    await page.getByTestId('model-load').click();
+    await expectError(/404/);
+    await shot(page, `${label}-model-404`);
+  });
+  await check(`${label}: a URL that is not a model says so`, async () => {
+    await page.getByTestId('model-url').fill(`${base}not-a-model`);
+    await page.getByTestId('model-load').click();
+    await expectError(/not a model/);
+    await shot(page, `${label}-not-a-model`);
+  });
+  await check(`${label}: after the errors the page still generates`, async () => {
+    await page.getByTestId('example').nth(2).click();
+    assert.match(await generate(page), /^ready/);
+    assert.ok((await page.getByTestId('token').count()) >= 1);
+  });
+}
+
+try {
+  const gpu = await launch(WEBGPU);
+  const page = await open(gpu, 'webgpu');
+  await check('webgpu: the default model loads on WebGPU', async () => {
+    assert.match(await waitStatus(page, /^(ready|error)/, LOAD_TIMEOUT), /^ready/);
+    assert.equal(await page.getByTestId('backend').textContent(), 'webgpu');
+  });
+  await thinkingChecks(page, 'webgpu');
+  await badInputChecks(page, 'webgpu');
+  await check('webgpu: a second visit loads the model from the browser cache', async () => {
+    await page.reload();
+    assert.match(await waitStatus(page, /^(ready|error)/, LOAD_TIMEOUT), /^ready.*from the browser cache/);
+  });
+  await gpu.close();
+
+  const cpu = await launch(NO_WEBGPU);
+  const plain = await open(cpu, 'cpu');
+  await check('cpu: without WebGPU the model loads on the CPU and the page says so', async () => {
+    assert.match(await waitStatus(plain, /^(ready|error)/, LOAD_TIMEOUT), /^ready/);
+    assert.equal(await plain.getByTestId('backend').textContent(), 'cpu');
+    assert.match(await plain.getByTestId('backend-note').textContent(), /no WebGPU.*CPU/);
+  });
+  await thinkingChecks(plain, 'cpu');
+  await cpu.close();
+} finally {
+  server.close();
+}
+console.log(failed ? 'browser tests FAILED' : 'browser tests passed');
+console.log(`screenshots: ${artifacts}`);
+process.exit(failed ? 1 : 0);
