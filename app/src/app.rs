@@ -15,27 +15,30 @@ use crate::backend::{device_lost, webgpu_adapter, BackendKind};
 use crate::controls::ThinkingControls;
 use crate::export::download_json;
 use crate::loader::{fetch_folder, forget, read_picked, Progress};
-use crate::runner::{engine, is_current, new_run, set_engine, stop_runs, Engine};
+use crate::runner::{engine, is_current, new_run, now, set_engine, stop_runs, Engine};
 use crate::state::{Generation, Page, Status};
-use crate::views::{exit_chart::ExitChart, heatmap::Heatmap, lens::Lens, text::GeneratedText, trajectory::Trajectory};
+use crate::views::{
+    exit_chart::ExitChart, heatmap::Heatmap, lens::Lens, text::GeneratedText,
+    trajectory::Trajectory,
+};
 
 /// The model the page opens with (copied into the site by Trunk).
 pub const DEFAULT_MODEL: &str = "models/loopscope-tiny";
 
 const EXAMPLES: [(&str, &str); 3] = [
     ("easy sentence", "The old dog sleeps by the warm fire."),
-    ("arithmetic", "Tom had 47 marbles and won 38 more, so now he has"),
-    ("variable chain", "a is 7. b is a plus 5. c is b minus 3. So c is"),
+    (
+        "arithmetic",
+        "Tom had 47 marbles and won 38 more, so now he has",
+    ),
+    (
+        "variable chain",
+        "a is 7. b is a plus 5. c is b minus 3. So c is",
+    ),
 ];
 
 /// Quiet time after the last control change before the generation re-runs.
 const DEBOUNCE: Duration = Duration::from_millis(150);
-
-fn now() -> f64 {
-    web_sys::window()
-        .and_then(|w| w.performance())
-        .map_or(0.0, |p| p.now())
-}
 
 fn log(message: &str) {
     web_sys::console::log_1(&message.into());
@@ -62,7 +65,11 @@ async fn load_model(page: Page, source: ModelSource, name: String) {
             let name = name.clone();
             let on_progress = move |p: Progress| {
                 page.progress.set(Some(p));
-                let percent = if p.total > 0 { 100 * p.loaded / p.total } else { 0 };
+                let percent = if p.total > 0 {
+                    100 * p.loaded / p.total
+                } else {
+                    0
+                };
                 page.status.set(Status::Loading(format!(
                     "{name}: {percent}% ({} of {})",
                     megabytes(p.loaded),
@@ -80,7 +87,9 @@ async fn load_model(page: Page, source: ModelSource, name: String) {
     let kind = match webgpu_adapter().await {
         Ok(()) => BackendKind::WebGpu,
         Err(why) => {
-            page.backend_note.set(Some(format!("{why}: running on the CPU backend, which is slower.")));
+            page.backend_note.set(Some(format!(
+                "{why}: running on the CPU backend, which is slower."
+            )));
             BackendKind::Cpu
         }
     };
@@ -92,8 +101,16 @@ async fn load_model(page: Page, source: ModelSource, name: String) {
             page.model_name.set(name.clone());
             let ms = now() - started;
             page.timing.update(|t| t.load_ms = Some(ms));
-            let cached = if from_cache { ", from the browser cache" } else { "" };
-            log(&format!("loopscope: loaded {name} ({}{cached}) on {} in {ms:.0} ms", megabytes(bytes), kind.name()));
+            let cached = if from_cache {
+                ", from the browser cache"
+            } else {
+                ""
+            };
+            log(&format!(
+                "loopscope: loaded {name} ({}{cached}) on {} in {ms:.0} ms",
+                megabytes(bytes),
+                kind.name()
+            ));
             page.status.set(Status::Ready(format!(
                 "{name}, {}{cached}; mean recurrence {mean}",
                 megabytes(bytes)
@@ -140,7 +157,9 @@ fn generate(page: Page, changed_at: Option<f64>) {
         let started = now();
         let first = Cell::new(None);
         let tokenizer_engine = engine.clone();
-        let tokenizer = tokenizer_engine.tokenizer().expect("loaded engines have a tokenizer");
+        let tokenizer = tokenizer_engine
+            .tokenizer()
+            .expect("loaded engines have a tokenizer");
         let result = engine
             .generate(&prompt, settings, max_tokens, |position| {
                 if !is_current(ticket) {
@@ -149,7 +168,10 @@ fn generate(page: Page, changed_at: Option<f64>) {
                 if first.get().is_none() {
                     first.set(Some(now() - started));
                 }
-                let text = position.next.map(|id| tokenizer.token_text(id)).unwrap_or_default();
+                let text = position
+                    .next
+                    .map(|id| tokenizer.token_text(id))
+                    .unwrap_or_default();
                 page.generation.update(|g| g.push(position.clone(), text));
                 true
             })
@@ -160,7 +182,8 @@ fn generate(page: Page, changed_at: Option<f64>) {
         let elapsed = now() - started;
         let count = page.generation.with_untracked(|g| g.positions.len());
         let last = count.saturating_sub(1);
-        page.selected.update(|s| *s = Some(s.map_or(0, |s| s.min(last))));
+        page.selected
+            .update(|s| *s = Some(s.map_or(0, |s| s.min(last))));
         let steps = page.selected_iterations_untracked();
         page.iteration.update(|i| *i = (*i).clamp(1, steps.max(1)));
         match result {
@@ -171,10 +194,14 @@ fn generate(page: Page, changed_at: Option<f64>) {
                     Finish::Context => "context full",
                     Finish::Cancelled => "stopped",
                 };
-                page.status.set(Status::Ready(format!("{count} tokens ({why})")));
+                page.status
+                    .set(Status::Ready(format!("{count} tokens ({why})")));
             }
             Err(e) if device_lost() => {
-                fail(page, format!("the GPU device was lost ({e}); reload the model to run on the CPU"));
+                fail(
+                    page,
+                    format!("the GPU device was lost ({e}); reload the model to run on the CPU"),
+                );
                 set_engine(None);
             }
             Err(e) => fail(page, e.to_string()),
@@ -187,7 +214,10 @@ fn generate(page: Page, changed_at: Option<f64>) {
                 t.control_to_view_ms = control_to_view;
             }
         });
-        log(&format!("loopscope: {}", page.timing.get_untracked().text()));
+        log(&format!(
+            "loopscope: {}",
+            page.timing.get_untracked().text()
+        ));
     });
 }
 
@@ -195,7 +225,11 @@ fn generate(page: Page, changed_at: Option<f64>) {
 pub fn App() -> impl IntoView {
     let page = Page::new();
     provide_context(page);
-    spawn_local(load_model(page, ModelSource::Url(DEFAULT_MODEL.into()), "loopscope-tiny".into()));
+    spawn_local(load_model(
+        page,
+        ModelSource::Url(DEFAULT_MODEL.into()),
+        "loopscope-tiny".into(),
+    ));
 
     // Any control change re-runs the last generation, once the controls have been quiet.
     let debounce = Rc::new(Cell::new(0u64));
@@ -277,11 +311,18 @@ fn ModelPicker() -> impl IntoView {
         spawn_local(load_model(page, ModelSource::Url(target.clone()), target));
     };
     let on_files = move |ev: leptos::ev::Event| {
-        let Some(input) = ev.target().and_then(|t| t.dyn_into::<HtmlInputElement>().ok()) else { return };
+        let Some(input) = ev
+            .target()
+            .and_then(|t| t.dyn_into::<HtmlInputElement>().ok())
+        else {
+            return;
+        };
         let Some(list) = input.files() else { return };
         spawn_local(async move {
             match read_picked(&list).await {
-                Ok(files) => load_model(page, ModelSource::Picked(files), "local files".into()).await,
+                Ok(files) => {
+                    load_model(page, ModelSource::Picked(files), "local files".into()).await
+                }
                 Err(e) => fail(page, e.to_string()),
             }
         });

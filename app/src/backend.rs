@@ -39,9 +39,7 @@ pub fn device_lost() -> bool {
 /// Asks the browser for a WebGPU adapter. burn's own setup panics when there is none, so this
 /// must succeed before [`init_webgpu`] runs. The error says why the CPU will be used instead.
 pub async fn webgpu_adapter() -> Result<(), String> {
-    let navigator = web_sys::window()
-        .ok_or("no window")?
-        .navigator();
+    let navigator = web_sys::window().ok_or("no window")?.navigator();
     let gpu = Reflect::get(&navigator, &"gpu".into()).unwrap_or(JsValue::UNDEFINED);
     if gpu.is_undefined() || gpu.is_null() {
         return Err("this browser has no WebGPU".into());

@@ -140,7 +140,8 @@ fn TokenOverride() -> impl IntoView {
     let overrides = page.controls.overrides;
     let position = move || {
         let selected = page.selected.get()?;
-        page.generation.with(|g| g.positions.get(selected).map(|p| p.position))
+        page.generation
+            .with(|g| g.positions.get(selected).map(|p| p.position))
     };
     let current = move || position().and_then(|p| overrides.with(|o| o.get(&p).copied()));
     view! {

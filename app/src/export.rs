@@ -15,7 +15,9 @@ pub fn download_json(text: &str, name: &str) {
     let parts = js_sys::Array::of1(&text.into());
     let options = BlobPropertyBag::new();
     options.set_type("application/json");
-    let Ok(blob) = Blob::new_with_str_sequence_and_options(&parts, &options) else { return };
+    let Ok(blob) = Blob::new_with_str_sequence_and_options(&parts, &options) else {
+        return;
+    };
     if let Ok(url) = Url::create_object_url_with_blob(&blob) {
         download(&url, name);
         let _ = Url::revoke_object_url(&url);
@@ -23,7 +25,9 @@ pub fn download_json(text: &str, name: &str) {
 }
 
 fn download(url: &str, name: &str) {
-    let Some(document) = web_sys::window().and_then(|w| w.document()) else { return };
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else {
+        return;
+    };
     let Some(anchor) = document
         .create_element("a")
         .ok()

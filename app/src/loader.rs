@@ -49,7 +49,10 @@ pub struct Fetched {
 }
 
 /// Downloads the folder at `base` (with or without a trailing slash), reporting progress.
-pub async fn fetch_folder(base: &str, on_progress: impl Fn(Progress)) -> Result<Fetched, LoadError> {
+pub async fn fetch_folder(
+    base: &str,
+    on_progress: impl Fn(Progress),
+) -> Result<Fetched, LoadError> {
     let base = base.trim_end_matches('/');
     let cache = open_cache().await;
     let mut sources = Vec::new();
@@ -180,12 +183,17 @@ fn content_length(response: &Response) -> u64 {
         .unwrap_or(0)
 }
 
-async fn read_body(response: &Response, mut on_chunk: impl FnMut(u64)) -> Result<Vec<u8>, LoadError> {
+async fn read_body(
+    response: &Response,
+    mut on_chunk: impl FnMut(u64),
+) -> Result<Vec<u8>, LoadError> {
     let Some(body) = response.body() else {
         return Ok(Vec::new());
     };
-    let reader: web_sys::ReadableStreamDefaultReader =
-        body.get_reader().dyn_into().map_err(|e| browser(e.into()))?;
+    let reader: web_sys::ReadableStreamDefaultReader = body
+        .get_reader()
+        .dyn_into()
+        .map_err(|e| browser(e.into()))?;
     let mut bytes = Vec::new();
     loop {
         let chunk = JsFuture::from(reader.read()).await.map_err(browser)?;

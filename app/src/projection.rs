@@ -62,7 +62,10 @@ pub fn answer_settles_at(position: &PositionTrace) -> Option<usize> {
         .iter()
         .map(|s| s.lens.as_ref().and_then(|l| l.first()).map(|t| t.id))
         .collect();
-    let stays_from = tops.iter().rposition(|&t| t != Some(written)).map_or(0, |i| i + 1);
+    let stays_from = tops
+        .iter()
+        .rposition(|&t| t != Some(written))
+        .map_or(0, |i| i + 1);
     (stays_from < tops.len()).then_some(stays_from + 1)
 }
 
@@ -95,8 +98,16 @@ mod tests {
     #[test]
     fn paths_follow_the_main_direction_of_motion() {
         // Two tokens moving along x, one of them also slightly along y.
-        let a = position(&[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 0.0, 0.0]], &[1, 1, 1], 1);
-        let b = position(&[[0.0, 0.1, 0.0], [1.0, 0.1, 0.0], [2.0, 0.1, 0.0]], &[1, 1, 1], 1);
+        let a = position(
+            &[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 0.0, 0.0]],
+            &[1, 1, 1],
+            1,
+        );
+        let b = position(
+            &[[0.0, 0.1, 0.0], [1.0, 0.1, 0.0], [2.0, 0.1, 0.0]],
+            &[1, 1, 1],
+            1,
+        );
         let projection = project(&[a, b]).unwrap();
         assert_eq!(projection.paths.len(), 2);
         assert_eq!(projection.paths[0].len(), 3);
@@ -115,15 +126,28 @@ mod tests {
 
     #[test]
     fn distance_to_final_ends_at_zero() {
-        let p = position(&[[3.0, 4.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]], &[1, 1, 1], 1);
+        let p = position(
+            &[[3.0, 4.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]],
+            &[1, 1, 1],
+            1,
+        );
         assert_eq!(distance_to_final(&p), vec![5.0, 1.0, 0.0]);
     }
 
     #[test]
     fn answer_settles_where_the_lens_stops_changing() {
         let rows = [[0.0; 3]; 5];
-        assert_eq!(answer_settles_at(&position(&rows, &[4, 7, 4, 7, 7], 7)), Some(4));
-        assert_eq!(answer_settles_at(&position(&rows, &[7, 7, 7, 7, 7], 7)), Some(1));
-        assert_eq!(answer_settles_at(&position(&rows, &[7, 7, 7, 7, 4], 7)), None);
+        assert_eq!(
+            answer_settles_at(&position(&rows, &[4, 7, 4, 7, 7], 7)),
+            Some(4)
+        );
+        assert_eq!(
+            answer_settles_at(&position(&rows, &[7, 7, 7, 7, 7], 7)),
+            Some(1)
+        );
+        assert_eq!(
+            answer_settles_at(&position(&rows, &[7, 7, 7, 7, 4], 7)),
+            None
+        );
     }
 }

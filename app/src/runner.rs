@@ -3,12 +3,16 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 
 use burn::tensor::backend::Backend;
 use loopscope_engine::folder::{load_files, LoadedModel};
 use loopscope_engine::trace::PositionTrace;
-use loopscope_engine::{EngineError, Finish, ModelConfig, Record, Session, ThinkingSettings, Tokenizer};
+use loopscope_engine::{
+    EngineError, Finish, ModelConfig, Record, Session, ThinkingSettings, Tokenizer,
+};
 
 use crate::backend::{init_webgpu, BackendKind, Cpu, Gpu};
 
@@ -28,7 +32,10 @@ pub enum Engine {
 }
 
 impl Engine {
-    pub async fn load(files: HashMap<String, Vec<u8>>, kind: BackendKind) -> Result<Self, EngineError> {
+    pub async fn load(
+        files: HashMap<String, Vec<u8>>,
+        kind: BackendKind,
+    ) -> Result<Self, EngineError> {
         let engine = match kind {
             BackendKind::WebGpu => Self::Gpu(load_files(files, &init_webgpu().await)?),
             BackendKind::Cpu => Self::Cpu(load_files(files, &Default::default())?),
@@ -64,7 +71,9 @@ impl Engine {
         max_tokens: usize,
         on_token: impl FnMut(&PositionTrace) -> bool,
     ) -> Result<Finish, EngineError> {
-        let tokenizer = self.tokenizer().expect("load refuses folders without a tokenizer");
+        let tokenizer = self
+            .tokenizer()
+            .expect("load refuses folders without a tokenizer");
         if prompt.trim().is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
@@ -85,7 +94,20 @@ async fn run<B: Backend>(
     max_tokens: usize,
     mut on_token: impl FnMut(&PositionTrace) -> bool,
 ) -> Result<Finish, EngineError> {
-    let mut session = Session::new(&loaded.model, settings, RECORD)?;
+    let last_yield = Rc::new(Cell::new(now()));
+    let pause = move || -> Pin<Box<dyn Future<Output = ()>>> {
+        // Give the browser a turn every frame's worth of work, not after every iteration:
+        // each timer costs a few milliseconds.
+        if now() - last_yield.get() < SLICE_MS {
+            return Box::pin(std::future::ready(()));
+        }
+        let last_yield = last_yield.clone();
+        Box::pin(async move {
+            yield_to_browser().await;
+            last_yield.set(now());
+        })
+    };
+    let mut session = Session::new(&loaded.model, settings, RECORD)?.with_pause(Box::new(pause));
     session
         .generate(ids, max_tokens, stop, async |position| {
             let go_on = on_token(position);
@@ -95,7 +117,16 @@ async fn run<B: Backend>(
         .await
 }
 
-/// Lets the browser paint and handle input before the next token.
+/// Longest stretch of model work between two turns of the browser's event loop.
+const SLICE_MS: f64 = 25.0;
+
+pub fn now() -> f64 {
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map_or(0.0, |p| p.now())
+}
+
+/// Lets the browser paint and handle input.
 pub async fn yield_to_browser() {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
         if let Some(window) = web_sys::window() {

@@ -128,7 +128,11 @@ impl Generation {
 
     /// Most iterations any token ran.
     pub fn max_iterations(&self) -> usize {
-        self.positions.iter().map(|p| p.iterations).max().unwrap_or(0)
+        self.positions
+            .iter()
+            .map(|p| p.iterations)
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -144,7 +148,8 @@ pub struct Timing {
 
 impl Timing {
     pub fn text(&self) -> String {
-        let show = |v: Option<f64>, unit: &str| v.map_or("–".into(), |v| format!("{v:.0} {unit}"));
+        let show =
+            |v: Option<f64>, unit: &str| v.map_or("–".into(), |v| format!("{v:.0} {unit}"));
         format!(
             "model load {} · first token {} · {} · control → view {}",
             show(self.load_ms, "ms"),

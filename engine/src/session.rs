@@ -1,6 +1,9 @@
 //! A generation session: prefill, then token-by-token decoding with the recurrent KV cache,
 //! recording how every position thinks.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -33,8 +36,12 @@ pub enum Finish {
     Cancelled,
 }
 
+/// Awaited after every core iteration: lets a browser caller give the event loop a turn.
+pub type Pause<'m> = Box<dyn Fn() -> Pin<Box<dyn Future<Output = ()>>> + 'm>;
+
 pub struct Session<'m, B: Backend> {
     model: &'m RecurrentModel<B>,
+    pause: Option<Pause<'m>>,
     cache: KvCache<B>,
     rng: ChaCha8Rng,
     /// Final raw state of the last processed position, for warm starts: [1, 1, embd].
@@ -59,6 +66,7 @@ impl<'m, B: Backend> Session<'m, B> {
         };
         Ok(Self {
             model,
+            pause: None,
             cache: KvCache::new(layers),
             rng: ChaCha8Rng::seed_from_u64(settings.seed),
             last_state: None,
@@ -75,6 +83,12 @@ impl<'m, B: Backend> Session<'m, B> {
     /// Uses `states` ([positions, embd], row-major) as s_0 instead of random draws.
     pub fn with_initial_states(mut self, states: Vec<f32>) -> Self {
         self.given_states = Some(states);
+        self
+    }
+
+    /// Awaits `pause` after every core iteration (a browser's CPU backend never yields itself).
+    pub fn with_pause(mut self, pause: Pause<'m>) -> Self {
+        self.pause = Some(pause);
         self
     }
 
@@ -260,6 +274,9 @@ impl<'m, B: Backend> Session<'m, B> {
                             .map(|r| top_tokens(r, record.lens_top_k)),
                     });
                 }
+            }
+            if let Some(pause) = &self.pause {
+                pause().await;
             }
             if iterations >= settings.min_steps && criterion.is_met(last_value) {
                 exit = Exit::Converged;

@@ -234,3 +234,23 @@ fn on_token_can_cancel_generation() {
     assert_eq!(finish, Finish::Cancelled);
     assert_eq!(session.trace().generated().count(), 3);
 }
+
+#[test]
+fn the_pause_runs_after_every_iteration() {
+    let model = model();
+    let settings = ThinkingSettings {
+        steps: 3,
+        ..ThinkingSettings::default()
+    };
+    let pauses = std::rc::Rc::new(std::cell::Cell::new(0));
+    let counter = pauses.clone();
+    let mut session = Session::new(&model, settings, Record::default())
+        .unwrap()
+        .with_pause(Box::new(move || {
+            counter.set(counter.get() + 1);
+            Box::pin(std::future::ready(()))
+        }));
+    block_on(session.generate(&[3, 14, 15], 4, &[], async |_| true)).unwrap();
+    // Prefill and three decoded tokens, three iterations each.
+    assert_eq!(pauses.get(), 4 * 3);
+}

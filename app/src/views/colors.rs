@@ -11,7 +11,11 @@ pub fn heat(t: f64) -> RGBColor {
         (94, 201, 98),
         (253, 231, 37),
     ];
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let scaled = t * (STOPS.len() - 1) as f64;
     let i = (scaled.floor() as usize).min(STOPS.len() - 2);
     let f = scaled - i as f64;

@@ -24,7 +24,13 @@ pub fn ExitChart() -> impl IntoView {
                 .unwrap_or_default()
         });
         let Some(element) = canvas.get() else { return };
-        draw(&element, &values, threshold, iteration, &criterion.to_string());
+        draw(
+            &element,
+            &values,
+            threshold,
+            iteration,
+            &criterion.to_string(),
+        );
     });
     view! {
         <section class="panel">
@@ -34,18 +40,33 @@ pub fn ExitChart() -> impl IntoView {
     }
 }
 
-fn draw(canvas: &HtmlCanvasElement, values: &[Option<f32>], threshold: Option<f32>, iteration: usize, name: &str) {
-    let Some(backend) = CanvasBackend::with_canvas_object(canvas.clone()) else { return };
+fn draw(
+    canvas: &HtmlCanvasElement,
+    values: &[Option<f32>],
+    threshold: Option<f32>,
+    iteration: usize,
+    name: &str,
+) {
+    let Some(backend) = CanvasBackend::with_canvas_object(canvas.clone()) else {
+        return;
+    };
     let root = backend.into_drawing_area();
     let _ = root.fill(&WHITE);
     // Values span orders of magnitude: plot log10.
     let points: Vec<(f64, f64)> = values
         .iter()
         .enumerate()
-        .filter_map(|(i, v)| v.filter(|v| *v > 0.0).map(|v| ((i + 1) as f64, (v as f64).log10())))
+        .filter_map(|(i, v)| {
+            v.filter(|v| *v > 0.0)
+                .map(|v| ((i + 1) as f64, (v as f64).log10()))
+        })
         .collect();
     if points.is_empty() {
-        let message = if values.is_empty() { "Select a token" } else { "No exit values (criterion: none or fixed count)" };
+        let message = if values.is_empty() {
+            "Select a token"
+        } else {
+            "No exit values (criterion: none or fixed count)"
+        };
         let _ = root.draw(&Text::new(message, (20, 90), ("sans-serif", 14)));
         let _ = root.present();
         return;
@@ -68,11 +89,17 @@ fn draw(canvas: &HtmlCanvasElement, values: &[Option<f32>], threshold: Option<f3
         .light_line_style(RGBColor(240, 240, 240))
         .draw();
     let blue = RGBColor(37, 99, 235);
-    let _ = chart.draw_series(LineSeries::new(points.iter().copied(), blue.stroke_width(2)));
+    let _ = chart.draw_series(LineSeries::new(
+        points.iter().copied(),
+        blue.stroke_width(2),
+    ));
     let _ = chart.draw_series(points.iter().map(|&p| Circle::new(p, 2, blue.filled())));
     if let Some(t) = log_threshold {
         let red = RGBColor(220, 38, 38);
-        let _ = chart.draw_series(LineSeries::new([(0.5, t), (values.len() as f64 + 0.5, t)], red));
+        let _ = chart.draw_series(LineSeries::new(
+            [(0.5, t), (values.len() as f64 + 0.5, t)],
+            red,
+        ));
     }
     if let Some(&(x, y)) = points.iter().find(|p| p.0 as usize == iteration) {
         let _ = chart.draw_series([Circle::new((x, y), 5, BLACK.stroke_width(1))]);

@@ -59,11 +59,18 @@ fn values(g: &Generation, metric: HeatMetric) -> Vec<Vec<Option<f64>>> {
         .positions
         .iter()
         .map(|p| match metric {
-            HeatMetric::Distance => distance_to_final(p).into_iter().map(|d| Some(d as f64)).collect(),
+            HeatMetric::Distance => distance_to_final(p)
+                .into_iter()
+                .map(|d| Some(d as f64))
+                .collect(),
             HeatMetric::ExitValue => p
                 .steps
                 .iter()
-                .map(|s| s.exit_value.filter(|v| *v > 0.0).map(|v| (v as f64).log10()))
+                .map(|s| {
+                    s.exit_value
+                        .filter(|v| *v > 0.0)
+                        .map(|v| (v as f64).log10())
+                })
                 .collect(),
         })
         .collect();
@@ -71,7 +78,11 @@ fn values(g: &Generation, metric: HeatMetric) -> Vec<Vec<Option<f64>>> {
     let (lo, hi) = all.fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     let span = (hi - lo).max(1e-9);
     raw.into_iter()
-        .map(|row| row.into_iter().map(|v| v.map(|v| (v - lo) / span)).collect())
+        .map(|row| {
+            row.into_iter()
+                .map(|v| v.map(|v| (v - lo) / span))
+                .collect()
+        })
         .collect()
 }
 
@@ -86,17 +97,24 @@ pub fn Heatmap() -> impl IntoView {
         })
     };
     Effect::new(move |_| {
-        let (metric, selected, iteration) = (page.heat_metric.get(), page.selected.get(), page.iteration.get());
+        let (metric, selected, iteration) = (
+            page.heat_metric.get(),
+            page.selected.get(),
+            page.iteration.get(),
+        );
         let layout = layout();
         let Some(element) = canvas.get() else { return };
         element.set_height(layout.height() as u32);
-        page.generation.with(|g| draw(&element, g, layout, metric, selected, iteration));
+        page.generation
+            .with(|g| draw(&element, g, layout, metric, selected, iteration));
     });
     let on_click = move |ev: MouseEvent| {
         let Some(element) = canvas.get() else { return };
         // The canvas may be drawn scaled by CSS.
         let scale = element.width() as f64 / element.client_width().max(1) as f64;
-        if let Some((token, iteration)) = layout().hit(ev.offset_x() as f64 * scale, ev.offset_y() as f64 * scale) {
+        if let Some((token, iteration)) =
+            layout().hit(ev.offset_x() as f64 * scale, ev.offset_y() as f64 * scale)
+        {
             page.selected.set(Some(token));
             page.iteration.set(iteration);
             page.playing.set(false);
@@ -139,19 +157,27 @@ fn draw(
     selected: Option<usize>,
     iteration: usize,
 ) {
-    let Some(backend) = CanvasBackend::with_canvas_object(canvas.clone()) else { return };
+    let Some(backend) = CanvasBackend::with_canvas_object(canvas.clone()) else {
+        return;
+    };
     let root = backend.into_drawing_area();
     let _ = root.fill(&WHITE);
     let px = |v: f64| v.round() as i32;
     let label = ("sans-serif", 11).into_font();
     for column in (0..layout.columns).step_by(layout.columns.div_ceil(16).max(1)) {
         let (x0, ..) = layout.cell(0, column);
-        let _ = root.draw(&Text::new(format!("{}", column + 1), (px(x0), 4), label.clone()));
+        let _ = root.draw(&Text::new(
+            format!("{}", column + 1),
+            (px(x0), 4),
+            label.clone(),
+        ));
     }
     let missing = RGBColor(235, 235, 235);
     for (row, values) in values(g, metric).iter().enumerate() {
         let (_, y0, _, _) = layout.cell(row, 0);
-        let text: String = g.texts.get(row).map_or(String::new(), |t| format!("{t:?}").chars().take(12).collect());
+        let text: String = g.texts.get(row).map_or(String::new(), |t| {
+            format!("{t:?}").chars().take(12).collect()
+        });
         let _ = root.draw(&Text::new(text, (4, px(y0) + 1), label.clone()));
         for column in 0..layout.columns {
             let (x0, y0, x1, y1) = layout.cell(row, column);
@@ -160,16 +186,25 @@ fn draw(
                 Some(None) => missing,
                 None => WHITE,
             };
-            let _ = root.draw(&Rectangle::new([(px(x0), px(y0)), (px(x1), px(y1))], color.filled()));
+            let _ = root.draw(&Rectangle::new(
+                [(px(x0), px(y0)), (px(x1), px(y1))],
+                color.filled(),
+            ));
         }
     }
     if let Some(row) = selected.filter(|&r| r < layout.rows) {
         let (x0, y0, _, _) = layout.cell(row, 0);
         let (_, _, x1, y1) = layout.cell(row, layout.columns.saturating_sub(1));
-        let _ = root.draw(&Rectangle::new([(px(x0), px(y0)), (px(x1), px(y1))], BLACK.stroke_width(1)));
+        let _ = root.draw(&Rectangle::new(
+            [(px(x0), px(y0)), (px(x1), px(y1))],
+            BLACK.stroke_width(1),
+        ));
         if iteration >= 1 && iteration <= layout.columns {
             let (x0, y0, x1, y1) = layout.cell(row, iteration - 1);
-            let _ = root.draw(&Rectangle::new([(px(x0), px(y0)), (px(x1), px(y1))], RGBColor(220, 38, 38).stroke_width(2)));
+            let _ = root.draw(&Rectangle::new(
+                [(px(x0), px(y0)), (px(x1), px(y1))],
+                RGBColor(220, 38, 38).stroke_width(2),
+            ));
         }
     }
     let _ = root.present();
@@ -181,11 +216,17 @@ mod tests {
 
     #[test]
     fn a_click_finds_the_cell_it_was_drawn_in() {
-        let layout = Layout { rows: 5, columns: 16 };
+        let layout = Layout {
+            rows: 5,
+            columns: 16,
+        };
         for row in 0..5 {
             for column in 0..16 {
                 let (x0, y0, x1, y1) = layout.cell(row, column);
-                assert_eq!(layout.hit((x0 + x1) / 2.0, (y0 + y1) / 2.0), Some((row, column + 1)));
+                assert_eq!(
+                    layout.hit((x0 + x1) / 2.0, (y0 + y1) / 2.0),
+                    Some((row, column + 1))
+                );
             }
         }
         assert_eq!(layout.hit(LEFT - 1.0, TOP + 1.0), None);

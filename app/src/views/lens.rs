@@ -30,11 +30,19 @@ pub fn Lens() -> impl IntoView {
                             .iter()
                             .flatten()
                             .map(|t| {
-                                let text = format!("{:?} {:.0}%", tokenizer.token_text(t.id), t.prob * 100.0);
+                                let text = format!(
+                                    "{:?} {:.0}%",
+                                    tokenizer.token_text(t.id),
+                                    t.prob * 100.0
+                                );
                                 view! { <td>{text}</td> }
                             })
                             .collect_view();
-                        let mark = if settles == Some(iteration) { "answer settles" } else { "" };
+                        let mark = if settles == Some(iteration) {
+                            "answer settles"
+                        } else {
+                            ""
+                        };
                         view! {
                             <tr
                                 class:current=current == iteration

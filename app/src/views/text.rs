@@ -25,7 +25,10 @@ pub fn GeneratedText() -> impl IntoView {
                         Exit::MaxSteps => "max-steps",
                         Exit::Fixed => "fixed",
                     };
-                    let title = format!("{} iterations ({exit}); position {}", p.iterations, p.position);
+                    let title = format!(
+                        "{} iterations ({exit}); position {}",
+                        p.iterations, p.position
+                    );
                     view! {
                         <span
                             class="token"

@@ -20,9 +20,11 @@ pub fn Trajectory() -> impl IntoView {
     let page = expect_context::<Page>();
     let canvas = NodeRef::<Canvas>::new();
     Effect::new(move |_| {
-        let (selected, iteration, pair) = (page.selected.get(), page.iteration.get(), page.pair.get());
+        let (selected, iteration, pair) =
+            (page.selected.get(), page.iteration.get(), page.pair.get());
         let Some(element) = canvas.get() else { return };
-        page.generation.with(|g| draw(&element, g, selected, iteration, pair));
+        page.generation
+            .with(|g| draw(&element, g, selected, iteration, pair));
     });
     // Playing advances one iteration per tick and wraps around.
     Effect::new(move |_| {
@@ -32,7 +34,8 @@ pub fn Trajectory() -> impl IntoView {
         let handle = set_interval_with_handle(
             move || {
                 let last = page.selected_iterations();
-                page.iteration.update(|i| *i = if *i >= last { 1 } else { *i + 1 });
+                page.iteration
+                    .update(|i| *i = if *i >= last { 1 } else { *i + 1 });
             },
             Duration::from_millis(160),
         );
@@ -96,12 +99,24 @@ pub fn Trajectory() -> impl IntoView {
     }
 }
 
-fn draw(canvas: &HtmlCanvasElement, g: &Generation, selected: Option<usize>, iteration: usize, pair: usize) {
-    let Some(backend) = CanvasBackend::with_canvas_object(canvas.clone()) else { return };
+fn draw(
+    canvas: &HtmlCanvasElement,
+    g: &Generation,
+    selected: Option<usize>,
+    iteration: usize,
+    pair: usize,
+) {
+    let Some(backend) = CanvasBackend::with_canvas_object(canvas.clone()) else {
+        return;
+    };
     let root = backend.into_drawing_area();
     let _ = root.fill(&WHITE);
     let Some(projection) = &g.projection else {
-        let _ = root.draw(&Text::new("Generate to see trajectories", (150, 170), ("sans-serif", 15)));
+        let _ = root.draw(&Text::new(
+            "Generate to see trajectories",
+            (150, 170),
+            ("sans-serif", 15),
+        ));
         let _ = root.present();
         return;
     };
@@ -129,7 +144,7 @@ fn draw(canvas: &HtmlCanvasElement, g: &Generation, selected: Option<usize>, ite
         .y_desc(format!("PC{}", cy + 1))
         .light_line_style(RGBColor(240, 240, 240))
         .draw();
-    let faint = RGBAColor(120, 120, 120, 0.25);
+    let faint = RGBAColor(100, 116, 139, 0.45);
     for (t, path) in projection.paths.iter().enumerate() {
         if Some(t) != selected {
             let _ = chart.draw_series(LineSeries::new(path.iter().map(|p| (p[cx], p[cy])), faint));
@@ -138,13 +153,28 @@ fn draw(canvas: &HtmlCanvasElement, g: &Generation, selected: Option<usize>, ite
     if let Some(path) = selected.and_then(|t| projection.paths.get(t)) {
         let shown = &path[..iteration.clamp(1, path.len().max(1)).min(path.len())];
         let line = RGBColor(37, 99, 235);
-        let _ = chart.draw_series(LineSeries::new(shown.iter().map(|p| (p[cx], p[cy])), line.stroke_width(2)));
-        let _ = chart.draw_series(shown.iter().map(|p| Circle::new((p[cx], p[cy]), 2, line.filled())));
+        let _ = chart.draw_series(LineSeries::new(
+            shown.iter().map(|p| (p[cx], p[cy])),
+            line.stroke_width(2),
+        ));
+        let _ = chart.draw_series(
+            shown
+                .iter()
+                .map(|p| Circle::new((p[cx], p[cy]), 2, line.filled())),
+        );
         if let Some(first) = path.first() {
-            let _ = chart.draw_series([Circle::new((first[cx], first[cy]), 5, BLACK.stroke_width(1))]);
+            let _ = chart.draw_series([Circle::new(
+                (first[cx], first[cy]),
+                5,
+                BLACK.stroke_width(1),
+            )]);
         }
         if let Some(now) = shown.last() {
-            let _ = chart.draw_series([Circle::new((now[cx], now[cy]), 6, RGBColor(220, 38, 38).filled())]);
+            let _ = chart.draw_series([Circle::new(
+                (now[cx], now[cy]),
+                6,
+                RGBColor(220, 38, 38).filled(),
+            )]);
         }
     }
     let _ = root.present();
