@@ -148,14 +148,17 @@ fn generate(page: Page, changed_at: Option<f64>) {
     let ticket = new_run();
     page.status.set(Status::Generating);
     page.playing.set(false);
-    page.generation.set(Generation {
+    // The previous generation stays on screen until the new one has a token, so a run that
+    // fails (a prompt too long, say) loses nothing.
+    let fresh = Generation {
         prompt: prompt.clone(),
         settings: settings.clone(),
         ..Generation::default()
-    });
+    };
     spawn_local(async move {
         let started = now();
         let first = Cell::new(None);
+        let mut fresh = Some(fresh);
         let tokenizer_engine = engine.clone();
         let tokenizer = tokenizer_engine
             .tokenizer()
@@ -172,6 +175,9 @@ fn generate(page: Page, changed_at: Option<f64>) {
                     .next
                     .map(|id| tokenizer.token_text(id))
                     .unwrap_or_default();
+                if let Some(fresh) = fresh.take() {
+                    page.generation.set(fresh);
+                }
                 page.generation.update(|g| g.push(position.clone(), text));
                 true
             })

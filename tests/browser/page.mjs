@@ -133,10 +133,12 @@ async function badInputChecks(page, label) {
     await expectError(/empty/);
     await shot(page, `${label}-empty-prompt`);
   });
-  await check(`${label}: a prompt longer than the context says so`, async () => {
+  await check(`${label}: a prompt longer than the context says so and loses nothing`, async () => {
+    const before = await page.getByTestId('text').textContent();
     await page.getByTestId('prompt').fill('the cat sat on the mat. '.repeat(200));
     await page.getByTestId('generate').click();
     await expectError(/context/);
+    assert.equal(await page.getByTestId('text').textContent(), before);
     await shot(page, `${label}-long-prompt`);
   });
   await check(`${label}: a model URL that 404s says so`, async () => {
