@@ -119,6 +119,30 @@ async function thinkingChecks(page, label) {
     assert.equal(await page.locator('[data-testid=token].selected').count(), 1);
     assert.equal(await page.getByTestId('token').nth(count - 1).evaluate((t) => t.classList.contains('selected')), true);
   });
+  await check(`${label}: exports the trace as JSON and the views as PNG`, async () => {
+    const [json] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-json').click()]);
+    const trace = JSON.parse(fs.readFileSync(await json.path(), 'utf8'));
+    assert.equal(trace.tokens.length, await page.getByTestId('token').count());
+    assert.equal(trace.positions[0].steps.length, 9);
+    for (const id of ['export-trajectory', 'export-heatmap']) {
+      const [png] = await Promise.all([page.waitForEvent('download'), page.getByTestId(id).click()]);
+      assert.equal(fs.readFileSync(await png.path()).subarray(1, 4).toString(), 'PNG');
+    }
+  });
+  await check(`${label}: a per-token override fixes that token's iterations`, async () => {
+    await page.getByTestId('token').first().click();
+    await page.getByTestId('override').fill('2');
+    await page.getByTestId('override').dispatchEvent('change');
+    await page.waitForFunction(() => {
+      const ts = [...document.querySelectorAll('[data-testid=token]')];
+      return ts.length > 1 && ts[0].dataset.iterations === '2' && ts.slice(1).every((t) => t.dataset.iterations === '9')
+        && /^ready/.test(document.querySelector('[data-testid=status]').textContent);
+    }, null, { timeout: RUN_TIMEOUT });
+    await page.getByTestId('override').fill('');
+    await page.getByTestId('override').dispatchEvent('change');
+    await page.waitForTimeout(500); // the debounced re-run starts
+    await waitStatus(page, /^ready/);
+  });
   await shot(page, `${label}-generated`);
 }
 
