@@ -159,10 +159,7 @@ fn generate(page: Page, changed_at: Option<f64>) {
         let started = now();
         let first = Cell::new(None);
         let mut fresh = Some(fresh);
-        let tokenizer_engine = engine.clone();
-        let tokenizer = tokenizer_engine
-            .tokenizer()
-            .expect("loaded engines have a tokenizer");
+        let tokenizer = engine.tokenizer().expect("loaded engines have a tokenizer");
         let result = engine
             .generate(&prompt, settings, max_tokens, |position| {
                 if !is_current(ticket) {

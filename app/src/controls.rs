@@ -58,22 +58,7 @@ pub fn ThinkingControls() -> impl IntoView {
                     on:change=move |ev| c.threshold.set(event_target_value(&ev))
                 />
             </label>
-            <label>
-                {move || format!("init scale: {:.2}", c.init_scale.get())}
-                <input
-                    type="range"
-                    data-testid="init-scale"
-                    min="0"
-                    max="3"
-                    step="0.05"
-                    prop:value=move || c.init_scale.get()
-                    on:input=move |ev| {
-                        if let Some(v) = number(&ev) {
-                            c.init_scale.set(v as f32);
-                        }
-                    }
-                />
-            </label>
+            <FractionSlider label="init scale" testid="init-scale" max=3.0 value=c.init_scale />
             <label>
                 "seed "
                 <input
@@ -88,22 +73,7 @@ pub fn ThinkingControls() -> impl IntoView {
                     }
                 />
             </label>
-            <label>
-                {move || format!("temperature: {:.2}", c.temperature.get())}
-                <input
-                    type="range"
-                    data-testid="temperature"
-                    min="0"
-                    max="2"
-                    step="0.05"
-                    prop:value=move || c.temperature.get()
-                    on:input=move |ev| {
-                        if let Some(v) = number(&ev) {
-                            c.temperature.set(v as f32);
-                        }
-                    }
-                />
-            </label>
+            <FractionSlider label="temperature" testid="temperature" max=2.0 value=c.temperature />
             <label>
                 <input
                     type="checkbox"
@@ -130,6 +100,34 @@ pub fn ThinkingControls() -> impl IntoView {
             </label>
             <TokenOverride />
         </section>
+    }
+}
+
+/// A slider from 0 to `max` in steps of 0.05, labelled with its value.
+#[component]
+fn FractionSlider(
+    label: &'static str,
+    testid: &'static str,
+    max: f32,
+    value: RwSignal<f32>,
+) -> impl IntoView {
+    view! {
+        <label>
+            {move || format!("{label}: {:.2}", value.get())}
+            <input
+                type="range"
+                data-testid=testid
+                min="0"
+                max=max
+                step="0.05"
+                prop:value=move || value.get()
+                on:input=move |ev| {
+                    if let Ok(v) = event_target_value(&ev).trim().parse::<f32>() {
+                        value.set(v);
+                    }
+                }
+            />
+        </label>
     }
 }
 

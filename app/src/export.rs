@@ -1,13 +1,30 @@
 //! Downloads: a canvas as PNG, a generation's trace as JSON.
 
+use leptos::html::Canvas;
+use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{Blob, BlobPropertyBag, HtmlAnchorElement, HtmlCanvasElement, Url};
 
 /// Saves a canvas as a PNG file.
-pub fn download_canvas(canvas: &HtmlCanvasElement, name: &str) {
+fn download_canvas(canvas: &HtmlCanvasElement, name: &str) {
     if let Ok(url) = canvas.to_data_url_with_type("image/png") {
         download(&url, name);
     }
+}
+
+/// A button that saves the canvas behind `canvas` as `name`.
+#[component]
+pub fn ExportPng(
+    canvas: NodeRef<Canvas>,
+    name: &'static str,
+    testid: &'static str,
+) -> impl IntoView {
+    let save = move |_| {
+        if let Some(c) = canvas.get() {
+            download_canvas(&c, name);
+        }
+    };
+    view! { <button data-testid=testid on:click=save>"PNG"</button> }
 }
 
 /// Saves text as a JSON file.

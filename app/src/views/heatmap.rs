@@ -8,7 +8,7 @@ use plotters_canvas::CanvasBackend;
 use web_sys::{HtmlCanvasElement, MouseEvent};
 
 use super::colors::heat;
-use crate::export::download_canvas;
+use crate::export::ExportPng;
 use crate::projection::distance_to_final;
 use crate::state::{Generation, HeatMetric, Page};
 
@@ -133,16 +133,7 @@ pub fn Heatmap() -> impl IntoView {
                     <option value="distance">"|ln_f(s_i) − ln_f(s_final)|"</option>
                     <option value="exit">"exit criterion value (log)"</option>
                 </select>
-                <button
-                    data-testid="export-heatmap"
-                    on:click=move |_| {
-                        if let Some(c) = canvas.get() {
-                            download_canvas(&c, "heatmap.png");
-                        }
-                    }
-                >
-                    "PNG"
-                </button>
+                <ExportPng canvas=canvas name="heatmap.png" testid="export-heatmap" />
             </div>
             <canvas node_ref=canvas data-testid="heatmap" width=WIDTH as u32 height="40" on:click=on_click></canvas>
         </section>

@@ -9,7 +9,7 @@ use plotters::prelude::*;
 use plotters_canvas::CanvasBackend;
 use web_sys::HtmlCanvasElement;
 
-use crate::export::download_canvas;
+use crate::export::ExportPng;
 use crate::state::{Generation, Page};
 
 /// Components shown, as the paper pairs them.
@@ -84,16 +84,7 @@ pub fn Trajectory() -> impl IntoView {
                             .collect_view()}
                     </select>
                 </label>
-                <button
-                    data-testid="export-trajectory"
-                    on:click=move |_| {
-                        if let Some(c) = canvas.get() {
-                            download_canvas(&c, "trajectory.png");
-                        }
-                    }
-                >
-                    "PNG"
-                </button>
+                <ExportPng canvas=canvas name="trajectory.png" testid="export-trajectory" />
             </div>
         </section>
     }
