@@ -7,16 +7,19 @@ use std::time::Duration;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use loopscope_engine::{EngineError, Finish};
+use loopscope_engine::EngineError;
 use wasm_bindgen::JsCast;
 use web_sys::HtmlInputElement;
 
 use crate::backend::{device_lost, webgpu_adapter, BackendKind};
 use crate::controls::ThinkingControls;
 use crate::export::download_json;
-use crate::loader::{fetch_folder, forget, read_picked, Progress};
+use crate::generation::Generation;
+use crate::loader::{content_hash, fetch_folder, forget, read_picked, Progress};
 use crate::runner::{engine, is_current, new_run, now, set_engine, stop_runs, Engine};
-use crate::state::{Generation, Page, Status};
+use crate::share::{self, ShareBar};
+use crate::snapshot::{ModelRef, Snapshot};
+use crate::state::{Page, Status};
 use crate::views::{
     exit_chart::ExitChart, heatmap::Heatmap, lens::Lens, text::GeneratedText,
     trajectory::Trajectory,
@@ -84,6 +87,13 @@ async fn load_model(page: Page, source: ModelSource, name: String) {
         ModelSource::Picked(files) => (files.clone(), false),
     };
     let bytes: u64 = files.values().map(|f| f.len() as u64).sum();
+    let model = ModelRef {
+        source: match &source {
+            ModelSource::Url(url) => url.clone(),
+            ModelSource::Picked(_) => "local files".into(),
+        },
+        hash: content_hash(&files),
+    };
     let kind = match webgpu_adapter().await {
         Ok(()) => BackendKind::WebGpu,
         Err(why) => {
@@ -115,6 +125,11 @@ async fn load_model(page: Page, source: ModelSource, name: String) {
                 "{name}, {}{cached}; mean recurrence {mean}",
                 megabytes(bytes)
             )));
+            page.model.set(Some(model.clone()));
+            let cpu_note = page.backend_note.get_untracked().filter(|_| kind == BackendKind::Cpu);
+            if let Some(link) = share::link_for(page, &model, cpu_note) {
+                generate(page, Run::Link(link));
+            }
         }
         Err(e) => {
             if let ModelSource::Url(url) = &source {
@@ -130,31 +145,49 @@ fn fail(page: Page, message: String) {
     page.status.set(Status::Error(message));
 }
 
-/// Generates with the current prompt and controls; `changed_at` is when a control changed, for
-/// the control-to-view timing.
-fn generate(page: Page, changed_at: Option<f64>) {
+/// Why a generation runs.
+enum Run {
+    /// The Generate button.
+    Button,
+    /// A control changed at this time (for the control-to-view timing).
+    Control(f64),
+    /// An opened link is re-run with its own settings, to check that it reproduces.
+    Link(Snapshot),
+}
+
+/// Generates with the current prompt and controls, or with a link's.
+fn generate(page: Page, run: Run) {
     let Some(engine) = engine() else {
         return fail(page, "no model is loaded yet".into());
     };
-    let settings = match page.controls.settings_untracked() {
-        Ok(s) => s,
+    let asked = match &run {
+        Run::Link(link) => link
+            .settings
+            .thinking()
+            .map(|s| (link.prompt.clone(), s, link.settings.max_tokens as usize)),
+        _ => page.controls.settings_untracked().map(|s| {
+            let max_tokens = page.controls.max_tokens.get_untracked();
+            (page.prompt.get_untracked(), s, max_tokens)
+        }),
+    };
+    let (prompt, settings, max_tokens) = match asked {
+        Ok(asked) => asked,
         Err(e) => return fail(page, e),
     };
-    let prompt = page.prompt.get_untracked();
     if prompt.trim().is_empty() {
         return fail(page, EngineError::EmptyPrompt.to_string());
     }
-    let max_tokens = page.controls.max_tokens.get_untracked();
     let ticket = new_run();
     page.status.set(Status::Generating);
     page.playing.set(false);
     // The previous generation stays on screen until the new one has a token, so a run that
     // fails (a prompt too long, say) loses nothing.
-    let fresh = Generation {
-        prompt: prompt.clone(),
-        settings: settings.clone(),
-        ..Generation::default()
-    };
+    let fresh = Generation::new(
+        page.model.get_untracked(),
+        prompt.clone(),
+        settings.clone(),
+        max_tokens,
+    );
     spawn_local(async move {
         let started = now();
         let first = Cell::new(None);
@@ -168,48 +201,50 @@ fn generate(page: Page, changed_at: Option<f64>) {
                 if first.get().is_none() {
                     first.set(Some(now() - started));
                 }
-                let text = position
-                    .next
-                    .map(|id| tokenizer.token_text(id))
-                    .unwrap_or_default();
                 if let Some(fresh) = fresh.take() {
                     page.generation.set(fresh);
                 }
-                page.generation.update(|g| g.push(position.clone(), text));
+                page.generation
+                    .update(|g| g.push(position.clone(), |id| tokenizer.token_text(id)));
                 true
             })
             .await;
         if !is_current(ticket) {
             return;
         }
+        page.generation.update(Generation::finish);
         let elapsed = now() - started;
-        let count = page.generation.with_untracked(|g| g.positions.len());
+        let count = page.generation.with_untracked(|g| g.tokens.len());
         let last = count.saturating_sub(1);
         page.selected
             .update(|s| *s = Some(s.map_or(0, |s| s.min(last))));
         let steps = page.selected_iterations_untracked();
         page.iteration.update(|i| *i = (*i).clamp(1, steps.max(1)));
-        match result {
+        let outcome = match result {
             Ok(finish) => {
-                let why = match finish {
-                    Finish::Stop => "end of text",
-                    Finish::Length => "token limit",
-                    Finish::Context => "context full",
-                    Finish::Cancelled => "stopped",
-                };
                 page.status
-                    .set(Status::Ready(format!("{count} tokens ({why})")));
+                    .set(Status::Ready(format!("{count} tokens ({})", finish.reason())));
+                Ok(())
             }
             Err(e) if device_lost() => {
-                fail(
-                    page,
-                    format!("the GPU device was lost ({e}); reload the model to run on the CPU"),
-                );
+                let message =
+                    format!("the GPU device was lost ({e}); reload the model to run on the CPU");
+                fail(page, message.clone());
                 set_engine(None);
+                Err(message)
             }
-            Err(e) => fail(page, e.to_string()),
+            Err(e) => {
+                fail(page, e.to_string());
+                Err(e.to_string())
+            }
+        };
+        if let Run::Link(link) = &run {
+            share::judge(page, link, page.model.get_untracked(), outcome);
         }
-        let control_to_view = changed_at.map(|t| now() - t);
+        let control_to_view = match run {
+            Run::Control(changed_at) => Some(now() - changed_at),
+            _ => None,
+        };
         page.timing.update(|t| {
             t.first_token_ms = first.get();
             t.tokens_per_s = (elapsed > 0.0).then(|| count as f64 * 1000.0 / elapsed);
@@ -224,15 +259,31 @@ fn generate(page: Page, changed_at: Option<f64>) {
     });
 }
 
+/// Loads the model at `source` and names it by its folder.
+fn load_from(page: Page, source: String) {
+    let name = source
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    spawn_local(load_model(page, ModelSource::Url(source), name));
+}
+
 #[component]
 pub fn App() -> impl IntoView {
     let page = Page::new();
     provide_context(page);
-    spawn_local(load_model(
-        page,
-        ModelSource::Url(DEFAULT_MODEL.into()),
-        "loopscope-tiny".into(),
-    ));
+    // A shared link is drawn before anything loads, then names the model to load.
+    let source = share::open_location(page).unwrap_or_else(|| DEFAULT_MODEL.into());
+    load_from(page, source);
+    share::follow_navigation(page, |page, source| {
+        let loaded = page.model.get_untracked();
+        match loaded.and_then(|m| (m.source == source).then(|| share::link_for(page, &m, None)).flatten()) {
+            Some(link) => generate(page, Run::Link(link)),
+            None => load_from(page, source),
+        }
+    });
 
     // Any control change re-runs the last generation, once the controls have been quiet.
     let debounce = Rc::new(Cell::new(0u64));
@@ -248,9 +299,16 @@ pub fn App() -> impl IntoView {
         let debounce = debounce.clone();
         set_timeout(
             move || {
-                let generated_before = page.generation.with_untracked(|g| !g.prompt.is_empty());
-                if debounce.get() == mine && generated_before && engine().is_some() {
-                    generate(page, Some(changed_at));
+                // Only when the controls differ from what is on screen: a link that sets them
+                // to its own settings must not trigger a plain re-run.
+                let asked = page.controls.settings_untracked().ok();
+                let max_tokens = page.controls.max_tokens.get_untracked();
+                let stale = page.generation.with_untracked(|g| {
+                    !g.prompt.is_empty()
+                        && (asked.as_ref() != Some(&g.settings) || max_tokens != g.max_tokens)
+                });
+                if debounce.get() == mine && stale && engine().is_some() {
+                    generate(page, Run::Control(changed_at));
                 }
             },
             DEBOUNCE,
@@ -263,6 +321,7 @@ pub fn App() -> impl IntoView {
             <p class="tagline">"Watch a recurrent-depth language model think: every token's latent state, iteration by iteration."</p>
         </header>
         <StatusBar />
+        <ShareBar />
         <ModelPicker />
         <main>
             <div class="column">
@@ -311,7 +370,7 @@ fn ModelPicker() -> impl IntoView {
         if target.is_empty() {
             return fail(page, "enter the URL of a model folder".into());
         }
-        spawn_local(load_model(page, ModelSource::Url(target.clone()), target));
+        load_from(page, target);
     };
     let on_files = move |ev: leptos::ev::Event| {
         let Some(input) = ev
@@ -343,7 +402,7 @@ fn ModelPicker() -> impl IntoView {
                     on:keydown=move |ev| if ev.key() == "Enter" { load_url() }
                 />
                 <button data-testid="model-load" on:click=move |_| load_url()>"Load"</button>
-                <button on:click=move |_| spawn_local(load_model(page, ModelSource::Url(DEFAULT_MODEL.into()), "loopscope-tiny".into()))>
+                <button on:click=move |_| load_from(page, DEFAULT_MODEL.into())>
                     "Default model"
                 </button>
             </div>
@@ -381,7 +440,7 @@ fn PromptBox() -> impl IntoView {
                     .collect_view()}
             </div>
             <div class="row">
-                <button data-testid="generate" class="primary" prop:disabled=busy on:click=move |_| generate(page, None)>
+                <button data-testid="generate" class="primary" prop:disabled=busy on:click=move |_| generate(page, Run::Button)>
                     "Generate"
                 </button>
                 <button
@@ -396,16 +455,10 @@ fn PromptBox() -> impl IntoView {
                 <button
                     data-testid="export-json"
                     on:click=move |_| {
-                        let text = page.generation.with_untracked(|g| {
-                            serde_json::json!({
-                                "model": page.model_name.get_untracked(),
-                                "prompt": g.prompt,
-                                "settings": g.settings,
-                                "tokens": g.texts,
-                                "positions": g.positions,
-                            })
-                            .to_string()
-                        });
+                        let text = page
+                            .generation
+                            .with_untracked(serde_json::to_string)
+                            .unwrap_or_default();
                         download_json(&text, "loopscope-trace.json");
                     }
                 >

@@ -139,7 +139,7 @@ fn TokenOverride() -> impl IntoView {
     let position = move || {
         let selected = page.selected.get()?;
         page.generation
-            .with(|g| g.positions.get(selected).map(|p| p.position))
+            .with(|g| g.tokens.get(selected).map(|t| t.position))
     };
     let current = move || position().and_then(|p| overrides.with(|o| o.get(&p).copied()));
     view! {

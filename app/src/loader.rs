@@ -259,3 +259,17 @@ pub fn js_message(e: &JsValue) -> String {
         .or_else(|| e.as_string())
         .unwrap_or_else(|| format!("{e:?}"))
 }
+
+/// FNV-1a over the folder's file names and bytes, in name order: enough to tell whether a
+/// shared link was made with the same model files.
+pub fn content_hash(files: &HashMap<String, Vec<u8>>) -> u64 {
+    let mut names: Vec<&String> = files.keys().collect();
+    names.sort();
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for name in names {
+        for &byte in name.as_bytes().iter().chain([0u8].iter()).chain(&files[name]) {
+            hash = (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}

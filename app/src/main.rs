@@ -5,9 +5,12 @@ mod app;
 mod backend;
 mod controls;
 mod export;
+mod generation;
 mod loader;
 mod projection;
 mod runner;
+mod share;
+mod snapshot;
 mod state;
 mod views;
 

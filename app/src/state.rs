@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 
 use leptos::prelude::*;
-use loopscope_engine::trace::PositionTrace;
 use loopscope_engine::{ExitCriterion, Sampling, ThinkingSettings};
 
 use crate::backend::BackendKind;
+use crate::generation::Generation;
 use crate::loader::Progress;
-use crate::projection::{project, Projection};
+use crate::share::Reproduced;
+use crate::snapshot::{ModelRef, Snapshot};
 
 /// What the status line says; tests read its first word.
 #[derive(Clone, Debug, PartialEq)]
@@ -81,6 +82,23 @@ impl Controls {
         self.overrides.track();
     }
 
+    /// Shows `settings` (from a shared link) in the controls.
+    pub fn show(&self, settings: &ThinkingSettings, max_tokens: usize) {
+        self.iterations.set(settings.steps);
+        let exit = settings.exit.to_string();
+        let (kind, threshold) = exit.split_once(':').unwrap_or((&exit, ""));
+        self.exit.set(kind.to_string());
+        if !threshold.is_empty() {
+            self.threshold.set(threshold.to_string());
+        }
+        self.init_scale.set(settings.init_scale);
+        self.seed.set(settings.seed);
+        self.temperature.set(settings.sampling.temperature);
+        self.warm_start.set(settings.warm_start);
+        self.overrides.set(settings.overrides.clone());
+        self.max_tokens.set(max_tokens);
+    }
+
     pub fn settings_untracked(&self) -> Result<ThinkingSettings, String> {
         let exit = match self.exit.get_untracked().as_str() {
             "none" => ExitCriterion::None,
@@ -103,36 +121,6 @@ impl Controls {
         };
         settings.validate().map_err(|e| e.to_string())?;
         Ok(settings)
-    }
-}
-
-/// One generation as the views draw it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Generation {
-    pub prompt: String,
-    pub settings: ThinkingSettings,
-    /// The positions that produced a token, in order.
-    pub positions: Vec<PositionTrace>,
-    /// Text of each generated token.
-    pub texts: Vec<String>,
-    /// Fitted on all of `positions`; refreshed as tokens stream in.
-    pub projection: Option<Projection>,
-}
-
-impl Generation {
-    pub fn push(&mut self, position: PositionTrace, text: String) {
-        self.positions.push(position);
-        self.texts.push(text);
-        self.projection = project(&self.positions);
-    }
-
-    /// Most iterations any token ran.
-    pub fn max_iterations(&self) -> usize {
-        self.positions
-            .iter()
-            .map(|p| p.iterations)
-            .max()
-            .unwrap_or(0)
     }
 }
 
@@ -177,12 +165,14 @@ pub struct Page {
     /// Why the CPU runs the model, when it does.
     pub backend_note: RwSignal<Option<String>>,
     pub model_name: RwSignal<String>,
+    /// Where the loaded model came from and its content hash: what a shared link names.
+    pub model: RwSignal<Option<ModelRef>>,
     /// Download progress while a model loads.
     pub progress: RwSignal<Option<Progress>>,
     pub prompt: RwSignal<String>,
     pub controls: Controls,
     pub generation: RwSignal<Generation>,
-    /// Index into `generation.positions`.
+    /// Index into `generation.tokens`.
     pub selected: RwSignal<Option<usize>>,
     /// 1-based iteration shown in the trajectory and marked in the heatmap.
     pub iteration: RwSignal<usize>,
@@ -191,6 +181,13 @@ pub struct Page {
     pub playing: RwSignal<bool>,
     pub heat_metric: RwSignal<HeatMetric>,
     pub timing: RwSignal<Timing>,
+    /// An opened link whose generation waits for its model to re-run it.
+    pub link: RwSignal<Option<Snapshot>>,
+    pub reproduced: RwSignal<Option<Reproduced>>,
+    /// The last link made by Share.
+    pub share_url: RwSignal<Option<String>>,
+    /// What went wrong with an opened link.
+    pub link_notice: RwSignal<Option<String>>,
 }
 
 impl Page {
@@ -200,6 +197,7 @@ impl Page {
             backend: RwSignal::new(None),
             backend_note: RwSignal::new(None),
             model_name: RwSignal::new(String::new()),
+            model: RwSignal::new(None),
             progress: RwSignal::new(None),
             prompt: RwSignal::new(String::new()),
             controls: Controls::new(),
@@ -210,6 +208,10 @@ impl Page {
             playing: RwSignal::new(false),
             heat_metric: RwSignal::new(HeatMetric::Distance),
             timing: RwSignal::new(Timing::default()),
+            link: RwSignal::new(None),
+            reproduced: RwSignal::new(None),
+            share_url: RwSignal::new(None),
+            link_notice: RwSignal::new(None),
         }
     }
 }
@@ -226,8 +228,8 @@ impl Page {
         let selected = self.selected.get_untracked();
         self.generation.with_untracked(|g| {
             selected
-                .and_then(|i| g.positions.get(i))
-                .map_or(0, |p| p.steps.len())
+                .and_then(|i| g.tokens.get(i))
+                .map_or(0, |t| t.iterations)
         })
     }
 }

@@ -13,7 +13,7 @@ use loopscope_engine::folder::{load_dir, LoadedModel};
 use loopscope_engine::golden::GoldenCase;
 use loopscope_engine::trace::Exit;
 use loopscope_engine::{
-    block_on, EngineError, ExitCriterion, Finish, Record, Sampling, Session, ThinkingSettings,
+    block_on, EngineError, ExitCriterion, Record, Sampling, Session, ThinkingSettings,
     Tokenizer,
 };
 use loopscope_engine::{eval, pca};
@@ -407,13 +407,11 @@ fn generate<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<ExitC
     if let Some(t) = tokenizer {
         println!("{}{}", t.decode(&prompt)?, t.decode(&generated)?);
     }
-    let why = match finish {
-        Finish::Stop => "stop token",
-        Finish::Length => "token limit",
-        Finish::Context => "context full",
-        Finish::Cancelled => "cancelled",
-    };
-    eprintln!("{} tokens generated ({why})", generated.len());
+    eprintln!(
+        "{} tokens generated ({})",
+        generated.len(),
+        finish.reason()
+    );
     if let Some(path) = &args.trace {
         write_file(
             path,

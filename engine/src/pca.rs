@@ -1,7 +1,9 @@
 //! Principal components of a set of latent states, for drawing trajectories in 2-D.
 //!
-//! Power iteration on `Xᵀ(X v)` never forms the covariance matrix, so fitting costs
-//! O(rows · dim) per iteration whether the states have 128 dimensions or Huginn-0125's 5280.
+//! Power iteration on the covariance: formed once when there are fewer dimensions than rows
+//! (the page's small models: a fit then costs rows · dim² once, not per iteration), applied as
+//! `Xᵀ(X v)` without forming it otherwise (Huginn-0125's 5280 dimensions). Iteration stops as
+//! soon as the direction settles.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +17,72 @@ pub struct Pca {
 }
 
 const ITERATIONS: usize = 200;
+/// Squared change of a unit direction between two iterations below which it has converged.
+const SETTLED: f64 = 1e-20;
+
+/// `v ↦ C v` for the covariance C of centred rows.
+enum Covariance {
+    /// C itself, row-major `dim × dim`.
+    Formed { c: Vec<f64>, dim: usize },
+    /// The centred rows: C v = Xᵀ(X v) / n.
+    Rows(Vec<Vec<f64>>),
+}
+
+impl Covariance {
+    fn new(centred: Vec<Vec<f64>>, dim: usize) -> Self {
+        if dim > centred.len() {
+            return Self::Rows(centred);
+        }
+        let n = centred.len().max(1) as f64;
+        let mut c = vec![0.0f64; dim * dim];
+        for row in &centred {
+            for (i, &x) in row.iter().enumerate() {
+                // The upper triangle only; mirrored below.
+                for (acc, &y) in c[i * dim + i..(i + 1) * dim].iter_mut().zip(&row[i..]) {
+                    *acc += x * y;
+                }
+            }
+        }
+        for i in 0..dim {
+            for j in i..dim {
+                c[i * dim + j] /= n;
+                c[j * dim + i] = c[i * dim + j];
+            }
+        }
+        Self::Formed { c, dim }
+    }
+
+    fn apply(&self, v: &[f64]) -> Vec<f64> {
+        match self {
+            Self::Formed { c, dim } => c
+                .chunks(*dim)
+                .map(|row| row.iter().zip(v).map(|(a, b)| a * b).sum())
+                .collect(),
+            Self::Rows(rows) => {
+                let n = rows.len().max(1) as f64;
+                let mut next = vec![0.0f64; v.len()];
+                for row in rows {
+                    let projection: f64 = row.iter().zip(v).map(|(x, y)| x * y).sum();
+                    for (acc, x) in next.iter_mut().zip(row) {
+                        *acc += projection * x / n;
+                    }
+                }
+                next
+            }
+        }
+    }
+
+    /// The total variance.
+    fn trace(&self) -> f64 {
+        match self {
+            Self::Formed { c, dim } => (0..*dim).map(|i| c[i * dim + i]).sum(),
+            Self::Rows(rows) => {
+                let n = rows.len().max(1) as f64;
+                rows.iter().flatten().map(|x| x * x).sum::<f64>() / n
+            }
+        }
+    }
+}
 
 impl Pca {
     /// Fits up to `count` components to `rows` (each of length `dim`). Fewer come back when the
@@ -31,7 +99,8 @@ impl Pca {
             .iter()
             .map(|row| row.iter().zip(&mean).map(|(&x, m)| x as f64 - m).collect())
             .collect();
-        let total: f64 = centred.iter().flatten().map(|x| x * x).sum::<f64>() / n;
+        let covariance = Covariance::new(centred, dim);
+        let total = covariance.trace();
         let mut components: Vec<Vec<f64>> = Vec::new();
         let mut variances = Vec::new();
         for k in 0..count.min(dim) {
@@ -45,15 +114,18 @@ impl Pca {
                 if normalise(&mut v) == 0.0 {
                     break;
                 }
-                let mut next = vec![0.0f64; dim];
-                for row in &centred {
-                    let projection: f64 = row.iter().zip(&v).map(|(x, y)| x * y).sum();
-                    for (acc, x) in next.iter_mut().zip(row) {
-                        *acc += projection * x / n;
-                    }
-                }
+                let next = covariance.apply(&v);
                 variance = next.iter().zip(&v).map(|(a, b)| a * b).sum();
+                let length = next.iter().map(|x| x * x).sum::<f64>().sqrt();
+                let moved: f64 = next
+                    .iter()
+                    .zip(&v)
+                    .map(|(a, b)| (a / length.max(1e-300) - b).powi(2))
+                    .sum();
                 v = next;
+                if moved < SETTLED {
+                    break;
+                }
             }
             orthogonalise(&mut v, &components);
             // Components carrying no variance (rounding left after deflation) are not returned.
@@ -133,5 +205,36 @@ mod tests {
         assert!((pca.components[1][2].abs() - 1.0).abs() < 1e-4);
         let p = pca.project(&rows[1]);
         assert!((p[0] - 3.0).abs() < 1e-4 && (p[1].abs() - 1.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn formed_and_implicit_covariances_agree() {
+        let rows: Vec<Vec<f64>> = (0..6)
+            .map(|r| (0..4).map(|c| ((r * 5 + c * 3) % 7) as f64 - 3.0).collect())
+            .collect();
+        let v = [0.5, -1.0, 2.0, 0.25];
+        let Covariance::Formed { .. } = Covariance::new(rows.clone(), 4) else {
+            panic!("4 dimensions and 6 rows form the covariance");
+        };
+        let formed = Covariance::new(rows.clone(), 4);
+        let implicit = Covariance::Rows(rows);
+        for (a, b) in formed.apply(&v).iter().zip(implicit.apply(&v)) {
+            assert!((a - b).abs() < 1e-12);
+        }
+        assert!((formed.trace() - implicit.trace()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn more_dimensions_than_rows_still_finds_the_axis() {
+        // Three points on a line along dimension 7 of 10.
+        let rows: Vec<Vec<f32>> = [-1.0, 0.0, 1.0]
+            .iter()
+            .map(|&t| (0..10).map(|d| if d == 7 { 2.0 * t } else { 0.5 }).collect())
+            .collect();
+        let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+        let pca = Pca::fit(&refs, 10, 2);
+        assert_eq!(pca.components.len(), 1);
+        assert!((pca.components[0][7] - 1.0).abs() < 1e-5);
+        assert!((pca.variances[0] - 8.0 / 3.0).abs() < 1e-4);
     }
 }

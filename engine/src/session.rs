@@ -36,6 +36,18 @@ pub enum Finish {
     Cancelled,
 }
 
+impl Finish {
+    /// In words, for status lines.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Stop => "end of text",
+            Self::Length => "token limit",
+            Self::Context => "context full",
+            Self::Cancelled => "stopped",
+        }
+    }
+}
+
 /// Awaited after every core iteration: lets a browser caller give the event loop a turn.
 pub type Pause<'m> = Box<dyn Fn() -> Pin<Box<dyn Future<Output = ()>>> + 'm>;
 

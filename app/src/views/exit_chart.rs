@@ -19,8 +19,8 @@ pub fn ExitChart() -> impl IntoView {
         let threshold = criterion.threshold();
         let values: Vec<Option<f32>> = page.generation.with(|g| {
             selected
-                .and_then(|i| g.positions.get(i))
-                .map(|p| p.steps.iter().map(|s| s.exit_value).collect())
+                .and_then(|i| g.tokens.get(i))
+                .map(|t| t.exit_values.clone())
                 .unwrap_or_default()
         });
         let Some(element) = canvas.get() else { return };

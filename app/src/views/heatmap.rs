@@ -9,8 +9,8 @@ use web_sys::{HtmlCanvasElement, MouseEvent};
 
 use super::colors::heat;
 use crate::export::ExportPng;
-use crate::projection::distance_to_final;
-use crate::state::{Generation, HeatMetric, Page};
+use crate::generation::Generation;
+use crate::state::{HeatMetric, Page};
 
 const WIDTH: f64 = 640.0;
 const LEFT: f64 = 90.0;
@@ -56,21 +56,14 @@ impl Layout {
 /// span many orders of magnitude). Missing values are `None`.
 fn values(g: &Generation, metric: HeatMetric) -> Vec<Vec<Option<f64>>> {
     let raw: Vec<Vec<Option<f64>>> = g
-        .positions
+        .tokens
         .iter()
-        .map(|p| match metric {
-            HeatMetric::Distance => distance_to_final(p)
-                .into_iter()
-                .map(|d| Some(d as f64))
-                .collect(),
-            HeatMetric::ExitValue => p
-                .steps
+        .map(|t| match metric {
+            HeatMetric::Distance => t.distance.iter().map(|&d| Some(d as f64)).collect(),
+            HeatMetric::ExitValue => t
+                .exit_values
                 .iter()
-                .map(|s| {
-                    s.exit_value
-                        .filter(|v| *v > 0.0)
-                        .map(|v| (v as f64).log10())
-                })
+                .map(|v| v.filter(|v| *v > 0.0).map(|v| (v as f64).log10()))
                 .collect(),
         })
         .collect();
@@ -92,7 +85,7 @@ pub fn Heatmap() -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
     let layout = move || {
         page.generation.with(|g| Layout {
-            rows: g.positions.len(),
+            rows: g.tokens.len(),
             columns: g.max_iterations(),
         })
     };
@@ -166,8 +159,8 @@ fn draw(
     let missing = RGBColor(235, 235, 235);
     for (row, values) in values(g, metric).iter().enumerate() {
         let (_, y0, _, _) = layout.cell(row, 0);
-        let text: String = g.texts.get(row).map_or(String::new(), |t| {
-            format!("{t:?}").chars().take(12).collect()
+        let text: String = g.tokens.get(row).map_or(String::new(), |t| {
+            format!("{:?}", g.text(t.id)).chars().take(12).collect()
         });
         let _ = root.draw(&Text::new(text, (4, px(y0) + 1), label.clone()));
         for column in 0..layout.columns {

@@ -3,8 +3,6 @@
 
 use leptos::prelude::*;
 
-use crate::projection::answer_settles_at;
-use crate::runner::engine;
 use crate::state::Page;
 
 #[component]
@@ -13,28 +11,20 @@ pub fn Lens() -> impl IntoView {
     let rows = move || {
         let selected = page.selected.get()?;
         let current = page.iteration.get();
-        let engine = engine()?;
-        let tokenizer = engine.tokenizer()?;
         page.generation.with(|g| {
-            let position = g.positions.get(selected)?;
-            let settles = answer_settles_at(position);
+            let thought = g.tokens.get(selected)?;
+            let settles = thought.answer_settles_at();
             Some(
-                position
-                    .steps
+                thought
+                    .lens
                     .iter()
                     .enumerate()
-                    .map(|(i, step)| {
+                    .map(|(i, top)| {
                         let iteration = i + 1;
-                        let cells = step
-                            .lens
+                        let cells = top
                             .iter()
-                            .flatten()
                             .map(|t| {
-                                let text = format!(
-                                    "{:?} {:.0}%",
-                                    tokenizer.token_text(t.id),
-                                    t.prob * 100.0
-                                );
+                                let text = format!("{:?} {:.0}%", g.text(t.id), t.prob * 100.0);
                                 view! { <td>{text}</td> }
                             })
                             .collect_view();

@@ -12,11 +12,11 @@ pub fn GeneratedText() -> impl IntoView {
     let tokens = move || {
         let max = page.controls.iterations.get();
         page.generation.with(|g| {
-            g.positions
+            g.tokens
                 .iter()
-                .zip(&g.texts)
                 .enumerate()
-                .map(|(i, (p, text))| {
+                .map(|(i, p)| {
+                    let text = g.text(p.id);
                     let color = heat(p.iterations as f64 / max.max(p.iterations).max(1) as f64);
                     let (r, gr, b) = (color.0, color.1, color.2);
                     let ink = if dark_text_on(color) { "#111" } else { "#fff" };

@@ -10,10 +10,11 @@ use plotters_canvas::CanvasBackend;
 use web_sys::HtmlCanvasElement;
 
 use crate::export::ExportPng;
-use crate::state::{Generation, Page};
+use crate::generation::Generation;
+use crate::state::Page;
 
 /// Components shown, as the paper pairs them.
-pub const PAIRS: [&str; 3] = ["1-2", "3-4", "5-6"];
+pub const PAIR_NAMES: [&str; 3] = ["1-2", "3-4", "5-6"];
 
 #[component]
 pub fn Trajectory() -> impl IntoView {
@@ -77,7 +78,7 @@ pub fn Trajectory() -> impl IntoView {
                             }
                         }
                     >
-                        {PAIRS
+                        {PAIR_NAMES
                             .iter()
                             .enumerate()
                             .map(|(i, name)| view! { <option value=i selected=move || page.pair.get() == i>{*name}</option> })
@@ -111,6 +112,19 @@ fn draw(
         let _ = root.present();
         return;
     };
+    if !projection.pairs.get(pair).copied().unwrap_or(false) {
+        let _ = root.draw(&Text::new(
+            format!(
+                "Components {}-{} are not in this link; they appear once the model has re-run",
+                2 * pair + 1,
+                2 * pair + 2
+            ),
+            (20, 170),
+            ("sans-serif", 13),
+        ));
+        let _ = root.present();
+        return;
+    }
     let (cx, cy) = (2 * pair, 2 * pair + 1);
     let points = projection.paths.iter().flatten();
     let (mut x0, mut x1, mut y0, mut y1) = (f32::MAX, f32::MIN, f32::MAX, f32::MIN);
