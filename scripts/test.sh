@@ -15,3 +15,4 @@ cargo run --quiet --locked --release -p loopscope-engine --features wgpu --bin l
 # The page, built and tested in a real browser. Screenshots: artifacts/browser/.
 scripts/build-page.sh
 node tests/browser/page.mjs dist
+node tests/browser/share.mjs dist

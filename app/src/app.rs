@@ -127,8 +127,8 @@ async fn load_model(page: Page, source: ModelSource, name: String) {
             )));
             page.model.set(Some(model.clone()));
             let cpu_note = page.backend_note.get_untracked().filter(|_| kind == BackendKind::Cpu);
-            if let Some(link) = share::link_for(page, &model, cpu_note) {
-                generate(page, Run::Link(link));
+            if let Some((link, on)) = share::link_for(page, &model, cpu_note) {
+                generate(page, Run::Link(link, on));
             }
         }
         Err(e) => {
@@ -151,8 +151,9 @@ enum Run {
     Button,
     /// A control changed at this time (for the control-to-view timing).
     Control(f64),
-    /// An opened link is re-run with its own settings, to check that it reproduces.
-    Link(Snapshot),
+    /// An opened link is re-run with its own settings, to check that it reproduces (on the
+    /// backend named in words).
+    Link(Snapshot, String),
 }
 
 /// Generates with the current prompt and controls, or with a link's.
@@ -161,7 +162,7 @@ fn generate(page: Page, run: Run) {
         return fail(page, "no model is loaded yet".into());
     };
     let asked = match &run {
-        Run::Link(link) => link
+        Run::Link(link, _) => link
             .settings
             .thinking()
             .map(|s| (link.prompt.clone(), s, link.settings.max_tokens as usize)),
@@ -238,8 +239,8 @@ fn generate(page: Page, run: Run) {
                 Err(e.to_string())
             }
         };
-        if let Run::Link(link) = &run {
-            share::judge(page, link, page.model.get_untracked(), outcome);
+        if let Run::Link(link, on) = &run {
+            share::judge(page, link, on.clone(), outcome);
         }
         let control_to_view = match run {
             Run::Control(changed_at) => Some(now() - changed_at),
@@ -279,8 +280,10 @@ pub fn App() -> impl IntoView {
     load_from(page, source);
     share::follow_navigation(page, |page, source| {
         let loaded = page.model.get_untracked();
-        match loaded.and_then(|m| (m.source == source).then(|| share::link_for(page, &m, None)).flatten()) {
-            Some(link) => generate(page, Run::Link(link)),
+        let same = loaded.filter(|m| m.source == source);
+        let note = page.backend_note.get_untracked();
+        match same.and_then(|m| share::link_for(page, &m, note)) {
+            Some((link, on)) => generate(page, Run::Link(link, on)),
             None => load_from(page, source),
         }
     });

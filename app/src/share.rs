@@ -17,8 +17,8 @@ pub const MAX_LINK: usize = 8192;
 pub enum Reproduced {
     /// Not decided yet, and why.
     Waiting(String),
-    Yes,
-    No(String),
+    /// Re-run `on` a backend (in words): the same, or why not.
+    Judged { on: String, verdict: Result<(), String> },
 }
 
 fn current_view(page: Page) -> View {
@@ -121,7 +121,12 @@ pub fn follow_navigation(page: Page, load: impl Fn(Page, String) + 'static) {
 }
 
 /// After a model has loaded: the link it should re-run, if one waits for this model.
-pub fn link_for(page: Page, model: &ModelRef, backend_note: Option<String>) -> Option<Snapshot> {
+/// Also returns the backend it runs on, in words.
+pub fn link_for(
+    page: Page,
+    model: &ModelRef,
+    backend_note: Option<String>,
+) -> Option<(Snapshot, String)> {
     let waiting = page.link.with_untracked(|l| {
         l.as_ref()
             .is_some_and(|s| s.model.source == model.source || s.model.hash == model.hash)
@@ -130,23 +135,25 @@ pub fn link_for(page: Page, model: &ModelRef, backend_note: Option<String>) -> O
         return None;
     }
     let on = match backend_note {
-        Some(why) => format!("re-running on the CPU backend ({why})"),
-        None => "re-running on WebGPU".into(),
+        Some(why) => format!("on the CPU backend ({why})"),
+        None => "on WebGPU".into(),
     };
-    page.reproduced.set(Some(Reproduced::Waiting(on)));
-    page.link.try_update(Option::take).flatten()
+    page.reproduced
+        .set(Some(Reproduced::Waiting(format!("re-running {on}"))));
+    page.link
+        .try_update(Option::take)
+        .flatten()
+        .map(|link| (link, on))
 }
 
-/// After the re-run of a link: says whether it reproduced.
-pub fn judge(page: Page, link: &Snapshot, model: Option<ModelRef>, outcome: Result<(), String>) {
+/// After the re-run of a link `on` a backend: says whether it reproduced.
+pub fn judge(page: Page, link: &Snapshot, on: String, outcome: Result<(), String>) {
     let verdict = outcome.and_then(|()| {
-        let hash = model.map_or(0, |m| m.hash);
+        let hash = page.model.with_untracked(|m| m.as_ref().map_or(0, |m| m.hash));
         page.generation.with_untracked(|g| link.compare(hash, g))
     });
-    page.reproduced.set(Some(match verdict {
-        Ok(()) => Reproduced::Yes,
-        Err(why) => Reproduced::No(why),
-    }));
+    page.reproduced
+        .set(Some(Reproduced::Judged { on, verdict }));
 }
 
 fn describe(fidelity: Option<Fidelity>, pair: usize, length: usize) -> String {
@@ -211,12 +218,16 @@ pub fn ShareBar() -> impl IntoView {
             Reproduced::Waiting(why) => {
                 view! { <span class="badge waiting" data-testid="reproducing">{format!("reproducing: {why}")}</span> }.into_any()
             }
-            Reproduced::Yes => view! {
-                <span class="badge yes" data-testid="reproduced" title="the model re-ran the link and gave the same tokens and trace">"yes"</span>
-            }
-            .into_any(),
-            Reproduced::No(why) => {
-                view! { <span class="badge no" data-testid="reproduced">{format!("no: {why}")}</span> }.into_any()
+            Reproduced::Judged { on, verdict } => {
+                let (class, text) = match verdict {
+                    Ok(()) => ("badge yes", "yes".to_string()),
+                    Err(why) => ("badge no", format!("no: {why}")),
+                };
+                view! {
+                    <span class="note" data-testid="reproduced-on">{format!("link re-run {on}, same tokens and trace:")}</span>
+                    <span class=class data-testid="reproduced">{text}</span>
+                }
+                .into_any()
             }
         })
     };
@@ -227,7 +238,6 @@ pub fn ShareBar() -> impl IntoView {
                 <input data-testid="share-url" readonly size="50" prop:value=url on:focus=select_all />
                 <span class="note" data-testid="share-size">{move || detail.get()}</span>
             })}
-            {move || page.reproduced.get().is_some().then(|| view! { <span class="note">"link reproduced: "</span> })}
             {badge}
             {move || page.link_notice.get().map(|notice| view! { <span class="note error" data-testid="link-notice">{notice}</span> })}
         </div>

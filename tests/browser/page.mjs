@@ -1,73 +1,17 @@
 // Drives the built page in headless Chromium, once with WebGPU (SwiftShader) and once without,
-// and checks what the page issue promises. Screenshots go to $ARTIFACTS (default
-// artifacts/browser); look at them. Usage: node tests/browser/page.mjs [dist]
+// and checks what the page issue promises. Usage: node tests/browser/page.mjs [dist]
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 import { serve } from './server.mjs';
+import {
+  NO_WEBGPU, WEBGPU, LOAD_TIMEOUT, RUN_TIMEOUT, anyFailed, artifacts, check, generate, iterations, launch,
+  open, pixels, shot, waitStatus,
+} from './harness.mjs';
 
 const root = path.resolve(process.argv[2] ?? 'dist');
-const artifacts = path.resolve(process.env.ARTIFACTS ?? 'artifacts/browser');
-fs.mkdirSync(artifacts, { recursive: true });
-
-const COMMON = ['--no-sandbox', '--disable-background-networking', '--disable-component-update',
-  '--no-first-run', '--disable-sync', '--disable-quic'];
-const WEBGPU = ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-webgpu-adapter=swiftshader'];
-const NO_WEBGPU = ['--disable-blink-features=WebGPU'];
-const LOAD_TIMEOUT = 240_000;
-const RUN_TIMEOUT = 240_000;
-
 const server = await serve(root);
 const base = `http://127.0.0.1:${server.address().port}/`;
-let failed = false;
-
-async function check(name, body) {
-  const started = Date.now();
-  try {
-    await body();
-    console.log(`ok   ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
-  } catch (e) {
-    failed = true;
-    console.log(`FAIL ${name}: ${e.stack ?? e}`);
-  }
-}
-
-async function launch(args) {
-  return chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: [...COMMON, ...args] });
-}
-
-async function open(browser, label) {
-  const context = await browser.newContext({ viewport: { width: 1500, height: 1100 } });
-  const page = await context.newPage();
-  page.on('console', (m) => { if (m.text().startsWith('loopscope')) console.log(`     [${label}] ${m.text()}`); });
-  page.on('pageerror', (e) => console.log(`     [${label}] page error: ${e.message}`));
-  // Longest gap between animation frames while the page works: frozen frames.
-  await page.addInitScript(() => {
-    window.__longestFrame = 0;
-    let last = performance.now();
-    const tick = (t) => { window.__longestFrame = Math.max(window.__longestFrame, t - last); last = t; requestAnimationFrame(tick); };
-    requestAnimationFrame(tick);
-  });
-  await page.goto(base);
-  return page;
-}
-
-const status = (page) => page.getByTestId('status').textContent();
-async function waitStatus(page, pattern, timeout = RUN_TIMEOUT) {
-  await page.waitForFunction(
-    (p) => new RegExp(p).test(document.querySelector('[data-testid=status]')?.textContent ?? ''),
-    pattern.source, { timeout, polling: 100 });
-  return status(page);
-}
-const iterations = (page) => page.getByTestId('token').evaluateAll((ts) => ts.map((t) => Number(t.dataset.iterations)));
-const pixels = (page, id) => page.getByTestId(id).evaluate((c) => c.toDataURL());
-const shot = (page, name) => page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
-
-async function generate(page) {
-  await page.getByTestId('generate').click();
-  return waitStatus(page, /^(ready|error)/);
-}
 
 async function thinkingChecks(page, label) {
   await check(`${label}: a prompt generates tokens`, async () => {
@@ -187,7 +131,7 @@ async function badInputChecks(page, label) {
 
 try {
   const gpu = await launch(WEBGPU);
-  const page = await open(gpu, 'webgpu');
+  const page = await open(gpu, 'webgpu', base);
   await check('webgpu: the default model loads on WebGPU', async () => {
     assert.match(await waitStatus(page, /^(ready|error)/, LOAD_TIMEOUT), /^ready/);
     assert.equal(await page.getByTestId('backend').textContent(), 'webgpu');
@@ -201,7 +145,7 @@ try {
   await gpu.close();
 
   const cpu = await launch(NO_WEBGPU);
-  const plain = await open(cpu, 'cpu');
+  const plain = await open(cpu, 'cpu', base);
   await check('cpu: without WebGPU the model loads on the CPU and the page says so', async () => {
     assert.match(await waitStatus(plain, /^(ready|error)/, LOAD_TIMEOUT), /^ready/);
     assert.equal(await plain.getByTestId('backend').textContent(), 'cpu');
@@ -212,6 +156,6 @@ try {
 } finally {
   server.close();
 }
-console.log(failed ? 'browser tests FAILED' : 'browser tests passed');
+console.log(anyFailed() ? 'browser tests FAILED' : 'browser tests passed');
 console.log(`screenshots: ${artifacts}`);
-process.exit(failed ? 1 : 0);
+process.exit(anyFailed() ? 1 : 0);

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::generation::{Generation, Thought};
 use crate::projection::{Projection, COMPONENTS, PAIRS};
 use grid::{deltas, undelta, Grid};
-pub use link::{decode, encode, payload, LinkError, PREFIX};
+pub use link::{decode, encode, payload, PREFIX};
 
 /// Which model made the generation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,7 +173,6 @@ pub struct Snapshot {
 
 /// A link ready to share.
 pub struct Shared {
-    pub snapshot: Snapshot,
     pub text: String,
     /// `None` when the link keeps no trace.
     pub fidelity: Option<Fidelity>,
@@ -186,17 +185,13 @@ pub fn share(g: &Generation, view: View, model: ModelRef, budget: usize) -> Shar
         let text = encode(&snapshot);
         if text.len() <= budget {
             return Shared {
-                snapshot,
                 text,
                 fidelity: Some(fidelity),
             };
         }
     }
-    let snapshot = Snapshot::capture(g, view, model, None);
-    let text = encode(&snapshot);
     Shared {
-        snapshot,
-        text,
+        text: encode(&Snapshot::capture(g, view, model, None)),
         fidelity: None,
     }
 }

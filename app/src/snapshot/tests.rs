@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use proptest::prelude::*;
 
-use super::link::VERSION;
+use super::link::{LinkError, VERSION};
 use super::*;
 use crate::runner::RECORD;
 
@@ -234,7 +234,7 @@ proptest! {
         let view = View { selected: Some((selected % shape.len()) as u32), iteration: 1, pair, heat: 1 };
         let shared = share(&g, view, model(), budget);
         let decoded = decode(&shared.text).unwrap();
-        prop_assert_eq!(&decoded, &shared.snapshot);
+        prop_assert_eq!(&decoded, &Snapshot::capture(&g, view, model(), shared.fidelity));
         prop_assert_eq!(encode(&decoded), shared.text.clone());
         if shared.fidelity.is_some() {
             prop_assert!(shared.text.len() <= budget);
@@ -273,7 +273,10 @@ fn default_model_link(tokens: usize) -> (usize, usize, Option<Fidelity>) {
         shared.text.len(),
         shared.fidelity
     );
-    assert_eq!(decode(&shared.text).unwrap(), shared.snapshot);
+    assert_eq!(
+        decode(&shared.text).unwrap(),
+        Snapshot::capture(&g, view, model(), shared.fidelity)
+    );
     (full, shared.text.len(), shared.fidelity)
 }
 
