@@ -11,11 +11,12 @@ use loopscope_engine::EngineError;
 use wasm_bindgen::JsCast;
 use web_sys::HtmlInputElement;
 
-use crate::backend::{device_lost, webgpu_adapter, BackendKind};
+use crate::backend::{webgpu_adapter, BackendKind};
 use crate::controls::ThinkingControls;
 use crate::export::download_json;
 use crate::generation::Generation;
 use crate::loader::{content_hash, fetch_folder, forget, read_picked, Progress};
+use crate::recovery;
 use crate::runner::{engine, is_current, new_run, now, set_engine, stop_runs, Engine};
 use crate::share::{self, ShareBar};
 use crate::snapshot::{ModelRef, Snapshot};
@@ -39,6 +40,9 @@ const EXAMPLES: [(&str, &str); 3] = [
         "a is 7. b is a plus 5. c is b minus 3. So c is",
     ),
 ];
+
+/// The source a model picked from local files is known by.
+const LOCAL_FILES: &str = "local files";
 
 /// Quiet time after the last control change before the generation re-runs.
 const DEBOUNCE: Duration = Duration::from_millis(150);
@@ -90,7 +94,7 @@ async fn load_model(page: Page, source: ModelSource, name: String) {
     let model = ModelRef {
         source: match &source {
             ModelSource::Url(url) => url.clone(),
-            ModelSource::Picked(_) => "local files".into(),
+            ModelSource::Picked(_) => LOCAL_FILES.into(),
         },
         hash: content_hash(&files),
     };
@@ -126,8 +130,8 @@ async fn load_model(page: Page, source: ModelSource, name: String) {
                 megabytes(bytes)
             )));
             page.model.set(Some(model.clone()));
-            let cpu_note = page.backend_note.get_untracked().filter(|_| kind == BackendKind::Cpu);
-            if let Some((link, on)) = share::link_for(page, &model, cpu_note) {
+            recovery::recovered();
+            if let Some((link, on)) = share::link_for(page, &model, kind) {
                 generate(page, Run::Link(link, on));
             }
         }
@@ -223,16 +227,11 @@ fn generate(page: Page, run: Run) {
         page.iteration.update(|i| *i = (*i).clamp(1, steps.max(1)));
         let outcome = match result {
             Ok(finish) => {
-                page.status
-                    .set(Status::Ready(format!("{count} tokens ({})", finish.reason())));
+                page.status.set(Status::Ready(format!(
+                    "{count} tokens ({})",
+                    finish.reason()
+                )));
                 Ok(())
-            }
-            Err(e) if device_lost() => {
-                let message =
-                    format!("the GPU device was lost ({e}); reload the model to run on the CPU");
-                fail(page, message.clone());
-                set_engine(None);
-                Err(message)
             }
             Err(e) => {
                 fail(page, e.to_string());
@@ -275,14 +274,19 @@ fn load_from(page: Page, source: String) {
 pub fn App() -> impl IntoView {
     let page = Page::new();
     provide_context(page);
+    if let Some(prompt) = recovery::kept_prompt() {
+        page.prompt.set(prompt);
+    }
     // A shared link is drawn before anything loads, then names the model to load.
     let source = share::open_location(page).unwrap_or_else(|| DEFAULT_MODEL.into());
     load_from(page, source);
     share::follow_navigation(page, |page, source| {
-        let loaded = page.model.get_untracked();
-        let same = loaded.filter(|m| m.source == source);
-        let note = page.backend_note.get_untracked();
-        match same.and_then(|m| share::link_for(page, &m, note)) {
+        let same = page.model.get_untracked().filter(|m| m.source == source);
+        let kind = page.backend.get_untracked();
+        match same
+            .zip(kind)
+            .and_then(|(m, kind)| share::link_for(page, &m, kind))
+        {
             Some((link, on)) => generate(page, Run::Link(link, on)),
             None => load_from(page, source),
         }
@@ -385,9 +389,7 @@ fn ModelPicker() -> impl IntoView {
         let Some(list) = input.files() else { return };
         spawn_local(async move {
             match read_picked(&list).await {
-                Ok(files) => {
-                    load_model(page, ModelSource::Picked(files), "local files".into()).await
-                }
+                Ok(files) => load_model(page, ModelSource::Picked(files), LOCAL_FILES.into()).await,
                 Err(e) => fail(page, e.to_string()),
             }
         });

@@ -1,11 +1,11 @@
 //! Which device runs the model: WebGPU when the browser offers an adapter, the CPU otherwise.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use burn::backend::wgpu::{graphics::WebGpu, init_setup_async, RuntimeOptions, WgpuDevice};
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
+
+use crate::recovery;
 
 /// The GPU backend (burn-wgpu on the browser's WebGPU).
 pub type Gpu = burn::backend::Wgpu<f32, i32>;
@@ -28,17 +28,12 @@ impl BackendKind {
     }
 }
 
-/// Set by wgpu when the browser takes the GPU device away (driver reset, tab in background on
-/// some systems); the page then reloads the model on the CPU.
-static DEVICE_LOST: AtomicBool = AtomicBool::new(false);
-
-pub fn device_lost() -> bool {
-    DEVICE_LOST.load(Ordering::Relaxed)
-}
-
 /// Asks the browser for a WebGPU adapter. burn's own setup panics when there is none, so this
 /// must succeed before [`init_webgpu`] runs. The error says why the CPU will be used instead.
 pub async fn webgpu_adapter() -> Result<(), String> {
+    if recovery::gpu_failed_before() {
+        return Err("the GPU device was lost in this tab".into());
+    }
     let navigator = web_sys::window().ok_or("no window")?.navigator();
     let gpu = Reflect::get(&navigator, &"gpu".into()).unwrap_or(JsValue::UNDEFINED);
     if gpu.is_undefined() || gpu.is_null() {
@@ -68,9 +63,11 @@ pub async fn init_webgpu() -> WgpuDevice {
     let device = WgpuDevice::default();
     if !READY.get() {
         let setup = init_setup_async::<WebGpu>(&device, RuntimeOptions::default()).await;
-        setup.device.set_device_lost_callback(|_, _| {
-            DEVICE_LOST.store(true, Ordering::Relaxed);
-        });
+        // The browser took the device away (driver reset, say): the page reloads on the CPU.
+        setup
+            .device
+            .set_device_lost_callback(|_, _| recovery::gpu_failed());
+        recovery::set_on_gpu();
         READY.set(true);
     }
     device

@@ -267,7 +267,12 @@ pub fn content_hash(files: &HashMap<String, Vec<u8>>) -> u64 {
     names.sort();
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
     for name in names {
-        for &byte in name.as_bytes().iter().chain([0u8].iter()).chain(&files[name]) {
+        for &byte in name
+            .as_bytes()
+            .iter()
+            .chain([0u8].iter())
+            .chain(&files[name])
+        {
             hash = (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3);
         }
     }

@@ -8,6 +8,7 @@ mod export;
 mod generation;
 mod loader;
 mod projection;
+mod recovery;
 mod runner;
 mod share;
 mod snapshot;
@@ -15,6 +16,6 @@ mod state;
 mod views;
 
 fn main() {
-    console_error_panic_hook::set_once();
+    recovery::install();
     leptos::mount::mount_to_body(app::App);
 }

@@ -111,8 +111,15 @@ mod tests {
         let first = fit.pca.clone();
         positions.push(token(9.0));
         let projection = fit.update(&positions).unwrap();
-        assert_eq!(fit.pca, first, "10 rows after 8 is a quarter more: no refit yet");
-        assert_eq!(projection.paths.len(), 5, "the new token is projected on the old fit");
+        assert_eq!(
+            fit.pca, first,
+            "10 rows after 8 is a quarter more: no refit yet"
+        );
+        assert_eq!(
+            projection.paths.len(),
+            5,
+            "the new token is projected on the old fit"
+        );
         positions.push(token(-9.0));
         fit.update(&positions);
         assert_ne!(fit.pca, first);

@@ -5,6 +5,7 @@
 use leptos::prelude::*;
 use wasm_bindgen::JsValue;
 
+use crate::backend::BackendKind;
 use crate::runner::stop_runs;
 use crate::snapshot::{self, decode, payload, Fidelity, ModelRef, Snapshot, View, PREFIX};
 use crate::state::{HeatMetric, Page};
@@ -18,7 +19,10 @@ pub enum Reproduced {
     /// Not decided yet, and why.
     Waiting(String),
     /// Re-run `on` a backend (in words): the same, or why not.
-    Judged { on: String, verdict: Result<(), String> },
+    Judged {
+        on: String,
+        verdict: Result<(), String>,
+    },
 }
 
 fn current_view(page: Page) -> View {
@@ -122,11 +126,7 @@ pub fn follow_navigation(page: Page, load: impl Fn(Page, String) + 'static) {
 
 /// After a model has loaded: the link it should re-run, if one waits for this model.
 /// Also returns the backend it runs on, in words.
-pub fn link_for(
-    page: Page,
-    model: &ModelRef,
-    backend_note: Option<String>,
-) -> Option<(Snapshot, String)> {
+pub fn link_for(page: Page, model: &ModelRef, kind: BackendKind) -> Option<(Snapshot, String)> {
     let waiting = page.link.with_untracked(|l| {
         l.as_ref()
             .is_some_and(|s| s.model.source == model.source || s.model.hash == model.hash)
@@ -134,22 +134,25 @@ pub fn link_for(
     if !waiting {
         return None;
     }
-    let on = match backend_note {
-        Some(why) => format!("on the CPU backend ({why})"),
-        None => "on WebGPU".into(),
+    // The status bar says why the CPU runs it, when it does.
+    let on = match kind {
+        BackendKind::Cpu => "on the CPU backend",
+        BackendKind::WebGpu => "on WebGPU",
     };
     page.reproduced
         .set(Some(Reproduced::Waiting(format!("re-running {on}"))));
     page.link
         .try_update(Option::take)
         .flatten()
-        .map(|link| (link, on))
+        .map(|link| (link, on.to_string()))
 }
 
 /// After the re-run of a link `on` a backend: says whether it reproduced.
 pub fn judge(page: Page, link: &Snapshot, on: String, outcome: Result<(), String>) {
     let verdict = outcome.and_then(|()| {
-        let hash = page.model.with_untracked(|m| m.as_ref().map_or(0, |m| m.hash));
+        let hash = page
+            .model
+            .with_untracked(|m| m.as_ref().map_or(0, |m| m.hash));
         page.generation.with_untracked(|g| link.compare(hash, g))
     });
     page.reproduced
@@ -194,7 +197,10 @@ fn select_all(ev: leptos::ev::FocusEvent) {
 pub fn ShareBar() -> impl IntoView {
     let page = expect_context::<Page>();
     let detail = RwSignal::new(String::new());
-    let can_share = move || page.generation.with(|g| !g.tokens.is_empty() && g.model.is_some());
+    let can_share = move || {
+        page.generation
+            .with(|g| !g.tokens.is_empty() && g.model.is_some())
+    };
     let share = move |_| {
         let Some(location) = location() else { return };
         let Ok(href) = location.href() else { return };
@@ -224,7 +230,7 @@ pub fn ShareBar() -> impl IntoView {
                     Err(why) => ("badge no", format!("no: {why}")),
                 };
                 view! {
-                    <span class="note" data-testid="reproduced-on">{format!("link re-run {on}, same tokens and trace:")}</span>
+                    <span class="note" data-testid="reproduced-on">{format!("link re-run {on}; same tokens and trace:")}</span>
                     <span class=class data-testid="reproduced">{text}</span>
                 }
                 .into_any()

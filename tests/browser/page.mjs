@@ -142,6 +142,37 @@ try {
     await page.reload();
     assert.match(await waitStatus(page, /^(ready|error)/, LOAD_TIMEOUT), /^ready.*from the browser cache/);
   });
+  await check('webgpu: a GPU device lost mid-generation says so and the page goes on on the CPU', async () => {
+    // Keep the devices the page asks for, so that the test can destroy them.
+    await page.addInitScript(() => {
+      window.__gpuDevices = [];
+      if (!window.GPUAdapter) return;
+      const requestDevice = GPUAdapter.prototype.requestDevice;
+      GPUAdapter.prototype.requestDevice = async function (...args) {
+        const device = await requestDevice.apply(this, args);
+        window.__gpuDevices.push(device);
+        return device;
+      };
+    });
+    await page.reload();
+    assert.match(await waitStatus(page, /^(ready|error)/, LOAD_TIMEOUT), /^ready/);
+    assert.ok(await page.evaluate(() => window.__gpuDevices.length) >= 1, 'no device was requested');
+    await page.getByTestId('example').nth(1).click();
+    const prompt = await page.getByTestId('prompt').inputValue();
+    await page.getByTestId('generate').click();
+    await page.waitForSelector('[data-testid=token]', { timeout: RUN_TIMEOUT });
+    // burn's WebGPU runtime cannot survive its device: the page reloads itself on the CPU.
+    const reloaded = page.waitForEvent('load', { timeout: RUN_TIMEOUT });
+    await page.evaluate(() => window.__gpuDevices.forEach((d) => d.destroy()));
+    await reloaded;
+    assert.match(await waitStatus(page, /^(ready|error)/, LOAD_TIMEOUT), /^ready/);
+    assert.equal(await page.getByTestId('backend').textContent(), 'cpu');
+    assert.match(await page.getByTestId('backend-note').textContent(), /GPU device was lost/);
+    assert.equal(await page.getByTestId('prompt').inputValue(), prompt, 'the prompt survives');
+    assert.match(await generate(page), /^ready/);
+    assert.ok((await page.getByTestId('token').count()) >= 1);
+    await shot(page, 'webgpu-device-lost');
+  });
   await gpu.close();
 
   const cpu = await launch(NO_WEBGPU);
@@ -152,6 +183,16 @@ try {
     assert.match(await plain.getByTestId('backend-note').textContent(), /WebGPU.*CPU backend/);
   });
   await thinkingChecks(plain, 'cpu');
+  await check('cpu: the model picker loads a model folder from local files', async () => {
+    const folder = path.join(root, 'models', 'loopscope-tiny');
+    await plain.getByTestId('model-picker').locator('summary').click();
+    await plain.getByTestId('model-files').setInputFiles(
+      ['config.json', 'model.safetensors', 'tokenizer.json'].map((f) => path.join(folder, f)));
+    assert.match(await waitStatus(plain, /^ready: local files/, LOAD_TIMEOUT), /^ready: local files/);
+    await plain.getByTestId('example').nth(0).click();
+    assert.match(await generate(plain), /^ready/);
+    assert.ok((await plain.getByTestId('token').count()) >= 1);
+  });
   await cpu.close();
 } finally {
   server.close();

@@ -91,8 +91,16 @@ mod tests {
 
     #[test]
     fn a_grid_that_can_overflow_is_unsound() {
-        assert!(!Grid { lo: 0.0, step: 1e30 }.is_sound());
-        assert!(!Grid { lo: f32::NAN, step: 1.0 }.is_sound());
+        assert!(!Grid {
+            lo: 0.0,
+            step: 1e30
+        }
+        .is_sound());
+        assert!(!Grid {
+            lo: f32::NAN,
+            step: 1.0
+        }
+        .is_sound());
         assert!(!Grid { lo: 0.0, step: 0.0 }.is_sound());
     }
 

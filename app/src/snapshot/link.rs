@@ -24,7 +24,9 @@ pub enum LinkError {
     Empty,
     #[error("the link's snapshot is {0} characters long, more than any link loopscope makes")]
     TooLong(usize),
-    #[error("the link's snapshot has characters that base64url does not use (was it cut or edited?)")]
+    #[error(
+        "the link's snapshot has characters that base64url does not use (was it cut or edited?)"
+    )]
     NotBase64,
     #[error("the link was made by a newer loopscope (snapshot format {0}); this page reads format {VERSION}")]
     FutureVersion(u8),

@@ -124,12 +124,42 @@ pub struct Fidelity {
 /// Tried in order until a link fits its budget; past the last one the link keeps no trace and
 /// the receiver waits for the model.
 pub const LADDER: [Fidelity; 6] = [
-    Fidelity { all_pairs: true, coordinate_bits: 16, value_bits: 10, lens_k: 5 },
-    Fidelity { all_pairs: true, coordinate_bits: 12, value_bits: 8, lens_k: 5 },
-    Fidelity { all_pairs: true, coordinate_bits: 10, value_bits: 8, lens_k: 3 },
-    Fidelity { all_pairs: false, coordinate_bits: 10, value_bits: 8, lens_k: 3 },
-    Fidelity { all_pairs: false, coordinate_bits: 8, value_bits: 6, lens_k: 1 },
-    Fidelity { all_pairs: false, coordinate_bits: 8, value_bits: 6, lens_k: 0 },
+    Fidelity {
+        all_pairs: true,
+        coordinate_bits: 16,
+        value_bits: 10,
+        lens_k: 5,
+    },
+    Fidelity {
+        all_pairs: true,
+        coordinate_bits: 12,
+        value_bits: 8,
+        lens_k: 5,
+    },
+    Fidelity {
+        all_pairs: true,
+        coordinate_bits: 10,
+        value_bits: 8,
+        lens_k: 3,
+    },
+    Fidelity {
+        all_pairs: false,
+        coordinate_bits: 10,
+        value_bits: 8,
+        lens_k: 3,
+    },
+    Fidelity {
+        all_pairs: false,
+        coordinate_bits: 8,
+        value_bits: 6,
+        lens_k: 1,
+    },
+    Fidelity {
+        all_pairs: false,
+        coordinate_bits: 8,
+        value_bits: 6,
+        lens_k: 0,
+    },
 ];
 
 /// Projected trajectories: for each stored component (pair-major), each token, each iteration.
@@ -299,7 +329,11 @@ impl Trace {
         if self.iterations.len() != n || self.exits.len() != n {
             return Err("token columns differ in length".into());
         }
-        if let Some(&bad) = self.iterations.iter().find(|&&i| i == 0 || i as usize > MAX_STEPS) {
+        if let Some(&bad) = self
+            .iterations
+            .iter()
+            .find(|&&i| i == 0 || i as usize > MAX_STEPS)
+        {
             return Err(format!("a token claims {bad} iterations"));
         }
         if self.exits.iter().any(|&e| exit_from_code(e).is_none()) {
@@ -385,7 +419,9 @@ impl Paths {
             return None;
         }
         let pairs: Vec<u8> = if fidelity.all_pairs {
-            (0..PAIRS as u8).filter(|&p| projection.pairs[p as usize]).collect()
+            (0..PAIRS as u8)
+                .filter(|&p| projection.pairs[p as usize])
+                .collect()
         } else {
             vec![view.pair.min(PAIRS as u8 - 1)]
         };
@@ -502,7 +538,10 @@ impl Snapshot {
         sent.with_trace(
             trace.thoughts(),
             trace.vocab.iter().cloned().collect(),
-            trace.paths.as_ref().map(|p| p.projection(&trace.iterations)),
+            trace
+                .paths
+                .as_ref()
+                .map(|p| p.projection(&trace.iterations)),
         )
     }
 
@@ -572,7 +611,11 @@ fn trajectory_difference(linked: &Projection, here: &Projection) -> f32 {
         let points = || linked.paths.iter().flatten().map(|p| p[c]);
         let (lo, hi) = points().fold((f32::MAX, f32::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
         let extent = (hi - lo).max(1e-6);
-        let pairs = linked.paths.iter().flatten().zip(here.paths.iter().flatten());
+        let pairs = linked
+            .paths
+            .iter()
+            .flatten()
+            .zip(here.paths.iter().flatten());
         for (a, b) in pairs {
             worst = worst.max((a[c] - b[c]).abs() / extent);
         }

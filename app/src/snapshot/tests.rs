@@ -1,11 +1,11 @@
 use std::path::Path;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use burn::backend::NdArray;
 use loopscope_engine::folder::load_dir;
 use loopscope_engine::trace::{IterationRecord, PositionTrace};
 use loopscope_engine::{block_on, Session};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use proptest::prelude::*;
 
 use super::link::{LinkError, VERSION};
@@ -31,7 +31,9 @@ fn model() -> ModelRef {
 fn generation(shape: &[usize], seed: u64) -> Generation {
     let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
     let mut next = move || {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
     };
     let settings = ThinkingSettings {
@@ -61,7 +63,11 @@ fn generation(shape: &[usize], seed: u64) -> Generation {
             token: 3,
             next: Some(t as u32 % 7 + 40),
             iterations: n,
-            exit: if n % 2 == 0 { Exit::Converged } else { Exit::MaxSteps },
+            exit: if n % 2 == 0 {
+                Exit::Converged
+            } else {
+                Exit::MaxSteps
+            },
             initial_state: None,
             initial_normed: None,
             steps,
@@ -87,15 +93,26 @@ fn every_fidelity_round_trips_exactly() {
 #[test]
 fn the_restored_generation_is_what_the_sender_saw() {
     let g = generation(&[3, 8, 1, 5], 7);
-    let restored = decode(&encode(&Snapshot::capture(&g, VIEW, model(), Some(LADDER[0]))))
-        .unwrap()
-        .generation();
+    let restored = decode(&encode(&Snapshot::capture(
+        &g,
+        VIEW,
+        model(),
+        Some(LADDER[0]),
+    )))
+    .unwrap()
+    .generation();
     assert_eq!(restored.prompt, g.prompt);
     assert_eq!(restored.settings, g.settings);
     assert_eq!(restored.max_tokens, g.max_tokens);
     for (a, b) in restored.tokens.iter().zip(&g.tokens) {
-        assert_eq!((a.id, a.iterations, a.exit, a.position), (b.id, b.iterations, b.exit, b.position));
-        assert_eq!(a.lens.iter().map(|l| l[0].id).collect::<Vec<_>>(), b.lens.iter().map(|l| l[0].id).collect::<Vec<_>>());
+        assert_eq!(
+            (a.id, a.iterations, a.exit, a.position),
+            (b.id, b.iterations, b.exit, b.position)
+        );
+        assert_eq!(
+            a.lens.iter().map(|l| l[0].id).collect::<Vec<_>>(),
+            b.lens.iter().map(|l| l[0].id).collect::<Vec<_>>()
+        );
         for (x, y) in a.lens.iter().flatten().zip(b.lens.iter().flatten()) {
             assert!((x.prob - y.prob).abs() <= 0.5 / 255.0 + 1e-6);
         }
@@ -133,14 +150,23 @@ fn a_rerun_that_differs_says_where() {
     assert!(why.contains("token 2"), "{why}");
     let mut longer = g.clone();
     longer.tokens[2].iterations = 5;
-    assert!(snapshot.compare(model().hash, &longer).unwrap_err().contains("iterations"));
+    assert!(snapshot
+        .compare(model().hash, &longer)
+        .unwrap_err()
+        .contains("iterations"));
     let mut moved = g.clone();
     moved.projection.as_mut().unwrap().paths[0][1][0] += 10.0;
-    assert!(snapshot.compare(model().hash, &moved).unwrap_err().contains("trajectories"));
+    assert!(snapshot
+        .compare(model().hash, &moved)
+        .unwrap_err()
+        .contains("trajectories"));
     assert!(snapshot.compare(1, &g).unwrap_err().contains("model"));
     let mut shorter = g.clone();
     shorter.tokens.pop();
-    assert!(snapshot.compare(model().hash, &shorter).unwrap_err().contains("2 tokens here"));
+    assert!(snapshot
+        .compare(model().hash, &shorter)
+        .unwrap_err()
+        .contains("2 tokens here"));
 }
 
 #[test]
@@ -162,22 +188,50 @@ fn bad_links_say_what_is_wrong() {
     let text = encode(&Snapshot::capture(&g, VIEW, model(), Some(LADDER[0])));
     assert_eq!(decode(""), Err(LinkError::Empty));
     assert_eq!(decode("a b"), Err(LinkError::NotBase64));
-    assert_eq!(decode(&text[..text.len() / 8 * 4]), Err(LinkError::Corrupted));
+    assert_eq!(
+        decode(&text[..text.len() / 8 * 4]),
+        Err(LinkError::Corrupted)
+    );
     let mut bytes = URL_SAFE_NO_PAD.decode(&text).unwrap();
     bytes[0] = VERSION + 1;
-    assert_eq!(decode(&URL_SAFE_NO_PAD.encode(&bytes)), Err(LinkError::FutureVersion(VERSION + 1)));
+    assert_eq!(
+        decode(&URL_SAFE_NO_PAD.encode(&bytes)),
+        Err(LinkError::FutureVersion(VERSION + 1))
+    );
     bytes[0] = 0;
-    assert_eq!(decode(&URL_SAFE_NO_PAD.encode(&bytes)), Err(LinkError::UnknownVersion(0)));
-    let bomb = [vec![VERSION], miniz_oxide::deflate::compress_to_vec_zlib(&vec![0u8; 9 << 20], 9)].concat();
-    assert_eq!(decode(&URL_SAFE_NO_PAD.encode(&bomb)), Err(LinkError::TooLarge));
-    let garbage = [vec![VERSION], miniz_oxide::deflate::compress_to_vec_zlib(&[0xff; 40], 9)].concat();
-    assert!(matches!(decode(&URL_SAFE_NO_PAD.encode(&garbage)), Err(LinkError::Malformed(_))));
+    assert_eq!(
+        decode(&URL_SAFE_NO_PAD.encode(&bytes)),
+        Err(LinkError::UnknownVersion(0))
+    );
+    let bomb = [
+        vec![VERSION],
+        miniz_oxide::deflate::compress_to_vec_zlib(&vec![0u8; 9 << 20], 9),
+    ]
+    .concat();
+    assert_eq!(
+        decode(&URL_SAFE_NO_PAD.encode(&bomb)),
+        Err(LinkError::TooLarge)
+    );
+    let garbage = [
+        vec![VERSION],
+        miniz_oxide::deflate::compress_to_vec_zlib(&[0xff; 40], 9),
+    ]
+    .concat();
+    assert!(matches!(
+        decode(&URL_SAFE_NO_PAD.encode(&garbage)),
+        Err(LinkError::Malformed(_))
+    ));
     let mut wrong = Snapshot::capture(&g, VIEW, model(), Some(LADDER[0]));
     wrong.view.selected = Some(2);
-    assert!(matches!(decode(&encode(&wrong)), Err(LinkError::Invalid(m)) if m.contains("selected")));
+    assert!(
+        matches!(decode(&encode(&wrong)), Err(LinkError::Invalid(m)) if m.contains("selected"))
+    );
     let mut wrong = Snapshot::capture(&g, VIEW, model(), Some(LADDER[0]));
     wrong.settings.init_scale = f32::NAN;
-    assert!(matches!(decode(&encode(&wrong)), Err(LinkError::Invalid(_))));
+    assert!(matches!(
+        decode(&encode(&wrong)),
+        Err(LinkError::Invalid(_))
+    ));
     let mut wrong = Snapshot::capture(&g, VIEW, model(), Some(LADDER[0]));
     wrong.trace.as_mut().unwrap().lens_ids.pop();
     assert!(matches!(decode(&encode(&wrong)), Err(LinkError::Invalid(m)) if m.contains("lens")));
@@ -264,7 +318,12 @@ fn default_model_link(tokens: usize) -> (usize, usize, Option<Fidelity>) {
     }))
     .unwrap();
     g.finish();
-    let view = View { selected: Some(3), iteration: 7, pair: 0, heat: 0 };
+    let view = View {
+        selected: Some(3),
+        iteration: 7,
+        pair: 0,
+        heat: 0,
+    };
     let shared = share(&g, view, model(), budget);
     let full = encode(&Snapshot::capture(&g, view, model(), Some(LADDER[0]))).len();
     println!(
@@ -287,7 +346,11 @@ fn the_default_model_shares_64_tokens_at_32_iterations_in_8_kb() {
     assert!(length <= 8192);
     assert!(fidelity.is_some_and(|f| f.all_pairs), "{fidelity:?}");
     let (full, length, fidelity) = default_model_link(16);
-    assert_eq!((length, fidelity), (full, Some(LADDER[0])), "16 tokens keep the full trace");
+    assert_eq!(
+        (length, fidelity),
+        (full, Some(LADDER[0])),
+        "16 tokens keep the full trace"
+    );
 }
 
 /// The README's figure for the longest generation the context allows (slow: run with
