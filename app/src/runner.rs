@@ -94,27 +94,65 @@ async fn run<B: Backend>(
     max_tokens: usize,
     mut on_token: impl FnMut(&PositionTrace) -> bool,
 ) -> Result<Finish, EngineError> {
-    let last_yield = Rc::new(Cell::new(now()));
-    let pause = move || -> Pin<Box<dyn Future<Output = ()>>> {
-        // Give the browser a turn every frame's worth of work, not after every iteration:
-        // each timer costs a few milliseconds.
-        if now() - last_yield.get() < SLICE_MS {
-            return Box::pin(std::future::ready(()));
+    let busy = Rc::new(Busy::default());
+    busy.restart();
+    let pause = {
+        let busy = busy.clone();
+        move || -> Pin<Box<dyn Future<Output = ()>>> {
+            // Give the browser a turn every frame's worth of work, not after every iteration:
+            // each timer costs a few milliseconds.
+            if now() - busy.since.get() < SLICE_MS {
+                return Box::pin(std::future::ready(()));
+            }
+            busy.model_worked();
+            let busy = busy.clone();
+            Box::pin(async move {
+                yield_to_browser().await;
+                busy.restart();
+            })
         }
-        let last_yield = last_yield.clone();
-        Box::pin(async move {
-            yield_to_browser().await;
-            last_yield.set(now());
-        })
     };
     let mut session = Session::new(&loaded.model, settings, RECORD)?.with_pause(Box::new(pause));
-    session
+    let finish = session
         .generate(ids, max_tokens, stop, async |position| {
+            busy.model_worked();
+            let started = now();
             let go_on = on_token(position);
+            busy.view.set(busy.view.get().max(now() - started));
             yield_to_browser().await;
+            busy.restart();
             go_on
         })
-        .await
+        .await;
+    web_sys::console::log_1(
+        &format!(
+            "loopscope: longest stretch without a browser turn: model {:.0} ms, view update {:.0} ms",
+            busy.model.get(),
+            busy.view.get()
+        )
+        .into(),
+    );
+    finish
+}
+
+/// The longest stretches a run kept the browser waiting, by who kept it: frozen frames come
+/// from one or the other.
+#[derive(Default)]
+struct Busy {
+    since: Cell<f64>,
+    model: Cell<f64>,
+    view: Cell<f64>,
+}
+
+impl Busy {
+    fn restart(&self) {
+        self.since.set(now());
+    }
+
+    fn model_worked(&self) {
+        self.model
+            .set(self.model.get().max(now() - self.since.get()));
+    }
 }
 
 /// Longest stretch of model work between two turns of the browser's event loop.
