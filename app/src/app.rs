@@ -27,7 +27,7 @@ use crate::views::{
 };
 
 /// The model the page opens with (copied into the site by Trunk).
-pub const DEFAULT_MODEL: &str = "models/loopscope-tiny";
+pub const DEFAULT_MODEL: &str = "models/loopscope-tiny-q8";
 
 const EXAMPLES: [(&str, &str); 3] = [
     ("easy sentence", "The old dog sleeps by the warm fire."),

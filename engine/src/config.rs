@@ -31,6 +31,9 @@ pub struct ModelConfig {
     pub mean_backprop_depth: Option<usize>,
     #[serde(default)]
     pub init_values: Option<InitValues>,
+    /// Set when the matrices are stored quantized (they load as their f32 values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<crate::quant::Quantization>,
 }
 
 fn default_mean_recurrence() -> usize {

@@ -13,6 +13,9 @@ pub mod folder;
 pub mod golden;
 pub mod model;
 pub mod pca;
+pub mod quant;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod quantize;
 pub mod sampling;
 pub mod session;
 pub mod settings;

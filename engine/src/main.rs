@@ -2,7 +2,7 @@
 //! against the reference's golden vectors.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use burn::tensor::backend::Backend;
@@ -11,12 +11,12 @@ mod svg;
 
 use loopscope_engine::folder::{load_dir, LoadedModel};
 use loopscope_engine::golden::GoldenCase;
+use loopscope_engine::quantize::quantize_folder;
 use loopscope_engine::trace::Exit;
 use loopscope_engine::{
-    block_on, EngineError, ExitCriterion, Record, Sampling, Session, ThinkingSettings,
-    Tokenizer,
+    block_on, EngineError, ExitCriterion, Record, Sampling, Session, ThinkingSettings, Tokenizer,
 };
-use loopscope_engine::{eval, pca};
+use loopscope_engine::{eval, pca, quant};
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +44,22 @@ enum Command {
     Eval(EvalArgs),
     /// Draw the PCA of ln_f(s_i) for every token of a text as an SVG, highlighting chosen tokens.
     Trajectory(TrajectoryArgs),
+    /// Convert a model folder's matrices to q8 or q4, tensor by tensor.
+    Quantize {
+        /// A folder in the engine's layout (f32, bf16 or f16; single file or shards).
+        #[arg(long = "in")]
+        input: PathBuf,
+        #[arg(long = "out")]
+        output: PathBuf,
+        #[arg(long, value_enum)]
+        format: QuantFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum QuantFormat {
+    Q8,
+    Q4,
 }
 
 #[derive(Parser)]
@@ -167,7 +183,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => args.backend,
         Command::Golden { backend, .. } => *backend,
         Command::Eval(args) => args.backend,
-        Command::Trajectory(_) => BackendChoice::Cpu,
+        Command::Trajectory(_) | Command::Quantize { .. } => BackendChoice::Cpu,
     };
     let outcome = match backend {
         BackendChoice::Cpu => run::<burn::backend::NdArray>(&cli.command, &Default::default()),
@@ -200,7 +216,41 @@ fn run<B: Backend>(command: &Command, device: &B::Device) -> Result<ExitCode, En
         Command::Golden { dir, .. } => golden::<B>(dir, device),
         Command::Eval(args) => eval::<B>(args, device),
         Command::Trajectory(args) => trajectory::<B>(args, device),
+        Command::Quantize {
+            input,
+            output,
+            format,
+        } => quantize(input, output, *format),
     }
+}
+
+fn quantize(input: &Path, output: &Path, format: QuantFormat) -> Result<ExitCode, EngineError> {
+    let format = match format {
+        QuantFormat::Q8 => quant::Format::Q8,
+        QuantFormat::Q4 => quant::Format::Q4,
+    };
+    let mb = |b: u64| b as f64 / 1e6;
+    let converted = quantize_folder(input, output, format, |done, total, name| {
+        let filled = (30 * done / total.max(1)) as usize;
+        eprint!(
+            "\r[{}{}] {:5.1}% {:.1}/{:.1} MB {name:<48.48}",
+            "#".repeat(filled),
+            " ".repeat(30 - filled),
+            100.0 * done as f64 / total.max(1) as f64,
+            mb(done),
+            mb(total)
+        );
+    })?;
+    eprintln!();
+    println!(
+        "{} tensors ({} quantized): {:.1} MB -> {:.1} MB in {}",
+        converted.tensors,
+        converted.quantized,
+        mb(converted.bytes_in),
+        mb(converted.bytes_out),
+        output.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn trajectory<B: Backend>(
@@ -407,11 +457,7 @@ fn generate<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<ExitC
     if let Some(t) = tokenizer {
         println!("{}{}", t.decode(&prompt)?, t.decode(&generated)?);
     }
-    eprintln!(
-        "{} tokens generated ({})",
-        generated.len(),
-        finish.reason()
-    );
+    eprintln!("{} tokens generated ({})", generated.len(), finish.reason());
     if let Some(path) = &args.trace {
         write_file(
             path,

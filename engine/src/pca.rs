@@ -229,7 +229,11 @@ mod tests {
         // Three points on a line along dimension 7 of 10.
         let rows: Vec<Vec<f32>> = [-1.0, 0.0, 1.0]
             .iter()
-            .map(|&t| (0..10).map(|d| if d == 7 { 2.0 * t } else { 0.5 }).collect())
+            .map(|&t| {
+                (0..10)
+                    .map(|d| if d == 7 { 2.0 * t } else { 0.5 })
+                    .collect()
+            })
             .collect();
         let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
         let pca = Pca::fit(&refs, 10, 2);

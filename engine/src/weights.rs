@@ -1,4 +1,5 @@
-//! Reading Hugging Face safetensors checkpoints: one file or an index with shards, f32/bf16/f16.
+//! Reading Hugging Face safetensors checkpoints: one file or an index with shards, f32/bf16/f16,
+//! or matrices quantized to q8/q4 (see `quant`), which load as their f32 values.
 
 use std::collections::HashMap;
 
@@ -6,6 +7,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 
 use crate::error::{EngineError, Result};
+use crate::quant::{Format, Quantized, MINS, QWEIGHT, SCALES};
 
 /// The name of the single-file checkpoint and of the shard index, as `save_pretrained` writes them.
 pub const SINGLE_FILE: &str = "model.safetensors";
@@ -74,7 +76,7 @@ impl Checkpoint {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.location.contains_key(name)
+        self.location.contains_key(name) || self.location.contains_key(&format!("{name}{QWEIGHT}"))
     }
 
     /// Loads one tensor as f32, checking its shape against `expected`.
@@ -94,6 +96,19 @@ impl Checkpoint {
 
     /// Loads one tensor as f32 whatever its shape.
     pub fn tensor_any_shape(&self, name: &str) -> Result<HostTensor> {
+        if !self.location.contains_key(name) && self.contains(name) {
+            return self.dequantized(name);
+        }
+        let (dtype, shape, data) = self.stored(name)?;
+        let values = to_f32(dtype, &data).map_err(|message| EngineError::Tensor {
+            name: name.into(),
+            message,
+        })?;
+        Ok(HostTensor { shape, values })
+    }
+
+    /// A stored tensor's dtype, shape and bytes.
+    fn stored(&self, name: &str) -> Result<(Dtype, Vec<usize>, Vec<u8>)> {
         let &index = self
             .location
             .get(name)
@@ -107,13 +122,53 @@ impl Checkpoint {
             name: name.into(),
             message: e.to_string(),
         })?;
-        let values = to_f32(view.dtype(), view.data()).map_err(|message| EngineError::Tensor {
+        Ok((view.dtype(), view.shape().to_vec(), view.data().to_vec()))
+    }
+
+    /// A quantized matrix's values: i8 codes mean q8, packed u8 codes q4 (see `quant`).
+    fn dequantized(&self, name: &str) -> Result<HostTensor> {
+        let bad = |message: String| EngineError::Tensor {
             name: name.into(),
             message,
-        })?;
+        };
+        let (dtype, shape, data) = self.stored(&format!("{name}{QWEIGHT}"))?;
+        let &[rows, stored] = shape.as_slice() else {
+            return Err(bad(format!("quantized data has shape {shape:?}, not 2-D")));
+        };
+        let (format, cols) = match dtype {
+            Dtype::I8 => (Format::Q8, stored),
+            Dtype::U8 => (Format::Q4, 2 * stored),
+            other => {
+                return Err(bad(format!(
+                    "quantized data has dtype {other:?}, not I8 or U8"
+                )))
+            }
+        };
+        let halves = |suffix: &str| -> Result<Vec<half::f16>> {
+            let (dtype, _, bytes) = self.stored(&format!("{name}{suffix}"))?;
+            if dtype != Dtype::F16 {
+                return Err(bad(format!("{suffix} has dtype {dtype:?}, not F16")));
+            }
+            Ok(bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]))
+                .collect())
+        };
+        let quantized = Quantized {
+            format,
+            rows,
+            cols,
+            data,
+            scales: halves(SCALES)?,
+            mins: match format {
+                Format::Q8 => Vec::new(),
+                Format::Q4 => halves(MINS)?,
+            },
+        };
+        quantized.check().map_err(bad)?;
         Ok(HostTensor {
-            shape: view.shape().to_vec(),
-            values,
+            shape: vec![rows, cols],
+            values: quantized.dequantize(),
         })
     }
 }
@@ -121,31 +176,42 @@ impl Checkpoint {
 /// Reads the weight files of a checkpoint folder: the single file, or the index and its shards.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn read_weight_files(dir: &std::path::Path) -> Result<HashMap<String, Vec<u8>>> {
-    let read = |name: &str| {
-        let path = dir.join(name);
-        std::fs::read(&path).map_err(|source| EngineError::Io {
-            path: path.display().to_string(),
-            source,
-        })
-    };
     let mut files = HashMap::new();
+    for name in weight_file_names(dir)? {
+        files.insert(name.clone(), read_file(&dir.join(&name))?);
+    }
     if dir.join(INDEX_FILE).exists() {
-        let index_bytes = read(INDEX_FILE)?;
-        let index: ShardIndex =
-            serde_json::from_slice(&index_bytes).map_err(|e| EngineError::Weights {
-                file: INDEX_FILE.into(),
-                message: e.to_string(),
-            })?;
-        for shard in index.weight_map.values() {
-            if !files.contains_key(shard) {
-                files.insert(shard.clone(), read(shard)?);
-            }
-        }
-        files.insert(INDEX_FILE.to_string(), index_bytes);
-    } else {
-        files.insert(SINGLE_FILE.to_string(), read(SINGLE_FILE)?);
+        files.insert(INDEX_FILE.to_string(), read_file(&dir.join(INDEX_FILE))?);
     }
     Ok(files)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| EngineError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// The safetensors files holding a folder's weights: the shards its index names, or the single
+/// file.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn weight_file_names(dir: &std::path::Path) -> Result<Vec<String>> {
+    if !dir.join(INDEX_FILE).exists() {
+        return Ok(vec![SINGLE_FILE.to_string()]);
+    }
+    let index: ShardIndex =
+        serde_json::from_slice(&read_file(&dir.join(INDEX_FILE))?).map_err(|e| {
+            EngineError::Weights {
+                file: INDEX_FILE.into(),
+                message: e.to_string(),
+            }
+        })?;
+    let mut shards: Vec<String> = index.weight_map.into_values().collect();
+    shards.sort();
+    shards.dedup();
+    Ok(shards)
 }
 
 /// Converts little-endian bytes of a floating-point dtype to f32.

@@ -66,6 +66,7 @@ impl Recipe {
                 embedding: Some(std),
                 out_proj: None,
             }),
+            quantization: None,
         }
     }
 
