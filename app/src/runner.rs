@@ -126,7 +126,7 @@ async fn run<B: Backend>(
         .await;
     web_sys::console::log_1(
         &format!(
-            "loopscope: longest stretch without a browser turn: model {:.0} ms, view update {:.0} ms",
+            "loopscope: longest work between the page's own yields: model {:.0} ms, view update {:.0} ms (awaited GPU read-backs let the browser in too)",
             busy.model.get(),
             busy.view.get()
         )
