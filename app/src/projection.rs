@@ -15,6 +15,8 @@ pub struct Projection {
     /// Which pairs of components hold data: a shared link may carry only the pair its sender
     /// was looking at.
     pub pairs: [bool; PAIRS],
+    /// The fit the paths come from (a live run's; a link's paths arrive without it).
+    pub pca: Option<Pca>,
 }
 
 fn normed(position: &PositionTrace) -> impl Iterator<Item = &[f32]> {
@@ -58,6 +60,7 @@ impl LiveFit {
         Some(Projection {
             paths,
             pairs: [true; PAIRS],
+            pca: Some(pca.clone()),
         })
     }
 }

@@ -7,6 +7,7 @@ mod link;
 
 use std::collections::BTreeMap;
 
+use loopscope_engine::pca::Pca;
 use loopscope_engine::settings::MAX_STEPS;
 use loopscope_engine::trace::{Exit, TopToken};
 use loopscope_engine::{ExitCriterion, Sampling, ThinkingSettings};
@@ -119,6 +120,8 @@ pub struct Fidelity {
     pub coordinate_bits: u32,
     pub value_bits: u32,
     pub lens_k: usize,
+    /// Whether the principal axes travel too.
+    pub basis: bool,
 }
 
 /// Tried in order until a link fits its budget; past the last one the link keeps no trace and
@@ -128,36 +131,42 @@ pub const LADDER: [Fidelity; 6] = [
         all_pairs: true,
         coordinate_bits: 16,
         value_bits: 10,
+        basis: true,
         lens_k: 5,
     },
     Fidelity {
         all_pairs: true,
         coordinate_bits: 12,
         value_bits: 8,
+        basis: true,
         lens_k: 5,
     },
     Fidelity {
         all_pairs: true,
         coordinate_bits: 10,
         value_bits: 8,
+        basis: false,
         lens_k: 3,
     },
     Fidelity {
         all_pairs: false,
         coordinate_bits: 10,
         value_bits: 8,
+        basis: false,
         lens_k: 3,
     },
     Fidelity {
         all_pairs: false,
         coordinate_bits: 8,
         value_bits: 6,
+        basis: false,
         lens_k: 1,
     },
     Fidelity {
         all_pairs: false,
         coordinate_bits: 8,
         value_bits: 6,
+        basis: false,
         lens_k: 0,
     },
 ];
@@ -168,6 +177,70 @@ pub struct Paths {
     pub pairs: Vec<u8>,
     pub grids: Vec<Grid>,
     pub deltas: Vec<i32>,
+    pub basis: Option<Basis>,
+}
+
+/// The principal axes the paths were projected on: the mean state and the stored components'
+/// directions, so that a re-run is compared on the sender's axes, not on a refit that float
+/// differences between backends could turn.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Basis {
+    pub mean: (Grid, Vec<i32>),
+    /// One direction per stored component, one after another.
+    pub directions: (Grid, Vec<i32>),
+}
+
+/// Longest state a link's basis may describe.
+const MAX_DIM: usize = 1 << 16;
+/// Axes are kept finer than coordinates: an error in a direction is multiplied by the size of
+/// every state projected on it.
+const BASIS_BITS: u32 = 16;
+
+impl Basis {
+    fn capture(pca: &Pca, components: &[usize]) -> Self {
+        let dim = pca.mean.len();
+        let directions: Vec<f32> = components
+            .iter()
+            .flat_map(|&c| {
+                pca.components
+                    .get(c)
+                    .cloned()
+                    .unwrap_or_else(|| vec![0.0; dim])
+            })
+            .collect();
+        let quantize = |values: &[f32]| {
+            let grid = Grid::spanning(values.iter().copied(), BASIS_BITS);
+            (grid, deltas(values.iter().map(|&v| grid.code(v))))
+        };
+        Self {
+            mean: quantize(&pca.mean),
+            directions: quantize(&directions),
+        }
+    }
+
+    fn check(&self, components: usize) -> Result<(), String> {
+        let dim = self.mean.1.len();
+        if dim == 0 || dim > MAX_DIM || self.directions.1.len() != dim * components {
+            return Err("the principal axes do not match the stored components".into());
+        }
+        if !self.mean.0.is_sound() || !self.directions.0.is_sound() {
+            return Err("a basis grid is out of range".into());
+        }
+        Ok(())
+    }
+
+    /// (mean, directions) as floats.
+    fn values(&self) -> (Vec<f32>, Vec<Vec<f32>>) {
+        let decode = |(grid, codes): &(Grid, Vec<i32>)| -> Vec<f32> {
+            undelta(codes).into_iter().map(|c| grid.value(c)).collect()
+        };
+        let mean = decode(&self.mean);
+        let directions = decode(&self.directions)
+            .chunks(mean.len())
+            .map(<[f32]>::to_vec)
+            .collect();
+        (mean, directions)
+    }
 }
 
 /// The per-token trace, column by column (columns compress better than rows).
@@ -440,11 +513,66 @@ impl Paths {
                 .zip(&grids)
                 .flat_map(|(&c, grid)| column(c).map(|x| grid.code(x))),
         );
+        let basis = projection
+            .pca
+            .as_ref()
+            .filter(|_| fidelity.basis)
+            .map(|pca| Basis::capture(pca, &components));
         Some(Self {
             pairs,
             grids,
             deltas,
+            basis,
         })
+    }
+
+    /// The components stored, in order.
+    fn components(&self) -> Vec<usize> {
+        self.pairs
+            .iter()
+            .flat_map(|&p| [2 * p as usize, 2 * p as usize + 1])
+            .collect()
+    }
+
+    /// A re-run's recorded states projected on this link's axes, or `None` without axes or
+    /// states.
+    fn project_rerun(&self, rerun: &Generation) -> Option<Result<Projection, String>> {
+        let (mean, directions) = self.basis.as_ref()?.values();
+        if rerun.positions.is_empty() {
+            return None;
+        }
+        let components = self.components();
+        let mut paths = Vec::with_capacity(rerun.positions.len());
+        for position in &rerun.positions {
+            let mut path = Vec::with_capacity(position.steps.len());
+            for row in position.steps.iter().filter_map(|s| s.normed.as_deref()) {
+                if row.len() != mean.len() {
+                    return Some(Err(format!(
+                        "states have {} dimensions here, {} in the link",
+                        row.len(),
+                        mean.len()
+                    )));
+                }
+                let mut point = [0.0; COMPONENTS];
+                for (&c, direction) in components.iter().zip(&directions) {
+                    point[c] = row
+                        .iter()
+                        .zip(&mean)
+                        .zip(direction)
+                        .map(|((x, m), d)| (x - m) * d)
+                        .sum();
+                }
+                path.push(point);
+            }
+            paths.push(path);
+        }
+        let mut pairs = [false; PAIRS];
+        self.pairs.iter().for_each(|&p| pairs[p as usize] = true);
+        Some(Ok(Projection {
+            paths,
+            pairs,
+            pca: None,
+        }))
     }
 
     fn check(&self, cells: usize) -> Result<(), String> {
@@ -462,7 +590,10 @@ impl Paths {
         if !self.grids.iter().all(Grid::is_sound) {
             return Err("a trajectory grid is out of range".into());
         }
-        Ok(())
+        match &self.basis {
+            Some(basis) => basis.check(self.grids.len()),
+            None => Ok(()),
+        }
     }
 
     fn projection(&self, iterations: &[u32]) -> Projection {
@@ -483,7 +614,11 @@ impl Paths {
                 }
             }
         }
-        Projection { paths, pairs }
+        Projection {
+            paths,
+            pairs,
+            pca: None,
+        }
     }
 }
 
@@ -581,9 +716,16 @@ impl Snapshot {
                 sent.tokens.len()
             ));
         }
-        if let (Some(paths), Some(here)) = (&trace.paths, &rerun.projection) {
+        if let Some(paths) = &trace.paths {
             let linked = paths.projection(&trace.iterations);
-            let worst = trajectory_difference(&linked, here);
+            let here = match paths.project_rerun(rerun) {
+                Some(projected) => projected?,
+                None => match &rerun.projection {
+                    Some(refit) => refit.clone(),
+                    None => return Ok(()),
+                },
+            };
+            let worst = trajectory_difference(&linked, &here);
             if worst > TRAJECTORY_TOLERANCE {
                 return Err(format!(
                     "trajectories differ by up to {:.1}% of their extent",
@@ -601,16 +743,19 @@ impl Snapshot {
 const TRAJECTORY_TOLERANCE: f32 = 0.01;
 
 /// The largest difference between two projections on the pairs `linked` stores, relative to
-/// the extent of each component.
+/// the extent of each component, but never to less than a twentieth of the widest one: a
+/// component with almost no variance is rounding noise, and the view pads its axis anyway.
 fn trajectory_difference(linked: &Projection, here: &Projection) -> f32 {
+    let range = |c: usize| {
+        let points = linked.paths.iter().flatten().map(|p| p[c]);
+        let (lo, hi) = points.fold((f32::MAX, f32::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
+        (hi - lo).max(0.0)
+    };
+    let stored: Vec<usize> = (0..COMPONENTS).filter(|c| linked.pairs[c / 2]).collect();
+    let widest = stored.iter().map(|&c| range(c)).fold(0.0f32, f32::max);
     let mut worst = 0.0f32;
-    for c in 0..COMPONENTS {
-        if !linked.pairs[c / 2] {
-            continue;
-        }
-        let points = || linked.paths.iter().flatten().map(|p| p[c]);
-        let (lo, hi) = points().fold((f32::MAX, f32::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
-        let extent = (hi - lo).max(1e-6);
+    for c in stored {
+        let extent = range(c).max(widest / 20.0).max(1e-6);
         let pairs = linked
             .paths
             .iter()

@@ -131,6 +131,44 @@ fn the_restored_generation_is_what_the_sender_saw() {
 }
 
 #[test]
+fn a_rerun_is_compared_on_the_links_axes_not_its_own_refit() {
+    let g = generation(&[3, 8, 2], 4);
+    let snapshot = Snapshot::capture(&g, VIEW, model(), Some(LADDER[0]));
+    assert!(snapshot
+        .trace
+        .as_ref()
+        .unwrap()
+        .paths
+        .as_ref()
+        .unwrap()
+        .basis
+        .is_some());
+    // A refit that turned its axes (as float differences between backends can) changes nothing.
+    let mut turned = g.clone();
+    for point in turned
+        .projection
+        .as_mut()
+        .unwrap()
+        .paths
+        .iter_mut()
+        .flatten()
+    {
+        point.iter_mut().for_each(|x| *x = -*x);
+    }
+    assert_eq!(snapshot.compare(model().hash, &turned), Ok(()));
+    // Without states (a re-shared link) the refit is what there is to compare.
+    turned.positions.clear();
+    assert!(snapshot.compare(model().hash, &turned).is_err());
+    assert!(Snapshot::capture(&g, VIEW, model(), Some(LADDER[3]))
+        .trace
+        .unwrap()
+        .paths
+        .unwrap()
+        .basis
+        .is_none());
+}
+
+#[test]
 fn a_coarse_link_keeps_only_the_pair_in_view() {
     let g = generation(&[3, 8], 1);
     let snapshot = Snapshot::capture(&g, VIEW, model(), Some(LADDER[4]));
@@ -155,11 +193,21 @@ fn a_rerun_that_differs_says_where() {
         .unwrap_err()
         .contains("iterations"));
     let mut moved = g.clone();
-    moved.projection.as_mut().unwrap().paths[0][1][0] += 10.0;
+    moved.positions[0].steps[1].normed.as_mut().unwrap()[0] += 10.0;
     assert!(snapshot
         .compare(model().hash, &moved)
         .unwrap_err()
         .contains("trajectories"));
+    let mut narrower = g.clone();
+    narrower.positions[0].steps[0]
+        .normed
+        .as_mut()
+        .unwrap()
+        .pop();
+    assert!(snapshot
+        .compare(model().hash, &narrower)
+        .unwrap_err()
+        .contains("dimensions"));
     assert!(snapshot.compare(1, &g).unwrap_err().contains("model"));
     let mut shorter = g.clone();
     shorter.tokens.pop();
