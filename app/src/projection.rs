@@ -19,7 +19,8 @@ pub struct Projection {
     pub pca: Option<Pca>,
 }
 
-fn normed(position: &PositionTrace) -> impl Iterator<Item = &[f32]> {
+/// ln_f(s_i) of every recorded iteration of a position.
+pub fn normed(position: &PositionTrace) -> impl Iterator<Item = &[f32]> {
     position.steps.iter().filter_map(|s| s.normed.as_deref())
 }
 

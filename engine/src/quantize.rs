@@ -204,7 +204,7 @@ pub fn quantize_folder(
             let (rows, cols) = (view.shape()[0], view.shape()[1]);
             let q = Quantized::quantize(format, &values, rows, cols);
             let halves = |v: &[half::f16]| v.iter().flat_map(|h| h.to_le_bytes()).collect();
-            let mut parts = vec![q.data.clone(), halves(&q.scales)];
+            let mut parts = vec![q.data, halves(&q.scales)];
             if format == Format::Q4 {
                 parts.push(halves(&q.mins));
             }

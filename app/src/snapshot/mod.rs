@@ -14,7 +14,7 @@ use loopscope_engine::{ExitCriterion, Sampling, ThinkingSettings};
 use serde::{Deserialize, Serialize};
 
 use crate::generation::{Generation, Thought};
-use crate::projection::{Projection, COMPONENTS, PAIRS};
+use crate::projection::{normed, Projection, COMPONENTS, PAIRS};
 use grid::{deltas, undelta, Grid};
 pub use link::{decode, encode, payload, PREFIX};
 
@@ -188,6 +188,14 @@ pub struct Basis {
     pub mean: (Grid, Vec<i32>),
     /// One direction per stored component, one after another.
     pub directions: (Grid, Vec<i32>),
+}
+
+/// The components of the stored pairs, in order.
+fn components_of(pairs: &[u8]) -> Vec<usize> {
+    pairs
+        .iter()
+        .flat_map(|&p| [2 * p as usize, 2 * p as usize + 1])
+        .collect()
 }
 
 /// Longest state a link's basis may describe.
@@ -498,10 +506,7 @@ impl Paths {
         } else {
             vec![view.pair.min(PAIRS as u8 - 1)]
         };
-        let components: Vec<usize> = pairs
-            .iter()
-            .flat_map(|&p| [2 * p as usize, 2 * p as usize + 1])
-            .collect();
+        let components = components_of(&pairs);
         let column = |c: usize| projection.paths.iter().flatten().map(move |point| point[c]);
         let grids: Vec<Grid> = components
             .iter()
@@ -526,14 +531,6 @@ impl Paths {
         })
     }
 
-    /// The components stored, in order.
-    fn components(&self) -> Vec<usize> {
-        self.pairs
-            .iter()
-            .flat_map(|&p| [2 * p as usize, 2 * p as usize + 1])
-            .collect()
-    }
-
     /// A re-run's recorded states projected on this link's axes, or `None` without axes or
     /// states.
     fn project_rerun(&self, rerun: &Generation) -> Option<Result<Projection, String>> {
@@ -541,11 +538,11 @@ impl Paths {
         if rerun.positions.is_empty() {
             return None;
         }
-        let components = self.components();
+        let components = components_of(&self.pairs);
         let mut paths = Vec::with_capacity(rerun.positions.len());
         for position in &rerun.positions {
             let mut path = Vec::with_capacity(position.steps.len());
-            for row in position.steps.iter().filter_map(|s| s.normed.as_deref()) {
+            for row in normed(position) {
                 if row.len() != mean.len() {
                     return Some(Err(format!(
                         "states have {} dimensions here, {} in the link",
@@ -716,16 +713,12 @@ impl Snapshot {
                 sent.tokens.len()
             ));
         }
-        if let Some(paths) = &trace.paths {
-            let linked = paths.projection(&trace.iterations);
-            let here = match paths.project_rerun(rerun) {
-                Some(projected) => projected?,
-                None => match &rerun.projection {
-                    Some(refit) => refit.clone(),
-                    None => return Ok(()),
-                },
+        if let (Some(paths), Some(linked)) = (&trace.paths, &sent.projection) {
+            let on_link_axes = paths.project_rerun(rerun).transpose()?;
+            let Some(here) = on_link_axes.as_ref().or(rerun.projection.as_ref()) else {
+                return Ok(());
             };
-            let worst = trajectory_difference(&linked, &here);
+            let worst = trajectory_difference(linked, here);
             if worst > TRAJECTORY_TOLERANCE {
                 return Err(format!(
                     "trajectories differ by up to {:.1}% of their extent",
