@@ -7,7 +7,7 @@ use loopscope_engine::trace::{Exit, PositionTrace, TopToken};
 use loopscope_engine::ThinkingSettings;
 use serde::Serialize;
 
-use crate::projection::{normed, LiveFit, Projection};
+use crate::projection::{LiveFit, Projection};
 use crate::snapshot::ModelRef;
 
 /// What the views show of one generated token.
@@ -140,7 +140,7 @@ impl Generation {
 
 /// |ln_f(s_i) - ln_f(s_last)| for every iteration i of a position.
 fn distance_to_final(position: &PositionTrace) -> Vec<f32> {
-    let rows: Vec<&[f32]> = normed(position).collect();
+    let rows: Vec<&[f32]> = position.normed().collect();
     let Some(last) = rows.last() else {
         return Vec::new();
     };

@@ -19,11 +19,6 @@ pub struct Projection {
     pub pca: Option<Pca>,
 }
 
-/// ln_f(s_i) of every recorded iteration of a position.
-pub fn normed(position: &PositionTrace) -> impl Iterator<Item = &[f32]> {
-    position.steps.iter().filter_map(|s| s.normed.as_deref())
-}
-
 /// The fit of a generation that is still growing. Refitting after every token costs more and
 /// more (the rows grow with every token) and froze the page, so the fit is renewed only when
 /// the data has grown by a quarter; tokens in between are projected on the last fit.
@@ -35,7 +30,7 @@ pub struct LiveFit {
 
 impl LiveFit {
     pub fn update(&mut self, positions: &[PositionTrace]) -> Option<Projection> {
-        let rows = positions.iter().flat_map(normed).count();
+        let rows = positions.iter().flat_map(PositionTrace::normed).count();
         if self.pca.is_none() || rows * 4 > self.fitted_rows * 5 {
             return self.refit(positions);
         }
@@ -45,7 +40,7 @@ impl LiveFit {
     /// Fits on every iteration of every position (not s_0: random draws would take the first
     /// components for noise). `None` when nothing was recorded.
     pub fn refit(&mut self, positions: &[PositionTrace]) -> Option<Projection> {
-        let rows: Vec<&[f32]> = positions.iter().flat_map(normed).collect();
+        let rows: Vec<&[f32]> = positions.iter().flat_map(PositionTrace::normed).collect();
         let dim = rows.first()?.len();
         self.pca = Some(Pca::fit(&rows, dim, COMPONENTS));
         self.fitted_rows = rows.len();
@@ -56,7 +51,7 @@ impl LiveFit {
         let pca = self.pca.as_ref()?;
         let paths = positions
             .iter()
-            .map(|p| normed(p).map(|row| pad(pca.project(row))).collect())
+            .map(|p| p.normed().map(|row| pad(pca.project(row))).collect())
             .collect();
         Some(Projection {
             paths,

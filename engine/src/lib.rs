@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod dynamics;
 pub mod error;
 pub mod eval;
 pub mod exit;

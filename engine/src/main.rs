@@ -12,9 +12,11 @@ mod svg;
 use loopscope_engine::folder::{load_dir, LoadedModel};
 use loopscope_engine::golden::GoldenCase;
 use loopscope_engine::quantize::quantize_folder;
-use loopscope_engine::trace::Exit;
+use loopscope_engine::dynamics::{Census, Dynamics, TokenKind};
+use loopscope_engine::trace::{Exit, PositionTrace};
 use loopscope_engine::{
-    block_on, EngineError, ExitCriterion, Record, Sampling, Session, ThinkingSettings, Tokenizer,
+    block_on, EngineError, ExitCriterion, Finish, Record, Sampling, Session, ThinkingSettings,
+    Tokenizer, Trace,
 };
 use loopscope_engine::{eval, pca, quant};
 
@@ -33,6 +35,15 @@ struct Cli {
 enum Command {
     /// Generate from a prompt, streaming tokens with the number of iterations each one used.
     Generate(GenerateArgs),
+    /// Generate, then name what every token's trajectory did (converged, orbit, slider,
+    /// unsettled) with the numbers behind it, and count the shapes per kind of token.
+    Trace {
+        #[command(flatten)]
+        generation: GenerateArgs,
+        /// Print the labels and their numbers as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Reproduce every array of a golden folder and report the largest error of each.
     Golden {
         /// Folder with config.json, model.safetensors, golden.safetensors and manifest.json.
@@ -180,7 +191,7 @@ fn parse_override(text: &str) -> Result<(usize, usize), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let backend = match &cli.command {
-        Command::Generate(args) => args.backend,
+        Command::Generate(args) | Command::Trace { generation: args, .. } => args.backend,
         Command::Golden { backend, .. } => *backend,
         Command::Eval(args) => args.backend,
         Command::Trajectory(_) | Command::Quantize { .. } => BackendChoice::Cpu,
@@ -213,6 +224,7 @@ fn run_wgpu(_: &Command) -> Result<ExitCode, EngineError> {
 fn run<B: Backend>(command: &Command, device: &B::Device) -> Result<ExitCode, EngineError> {
     match command {
         Command::Generate(args) => generate::<B>(args, device),
+        Command::Trace { generation, json } => trace::<B>(generation, *json, device),
         Command::Golden { dir, .. } => golden::<B>(dir, device),
         Command::Eval(args) => eval::<B>(args, device),
         Command::Trajectory(args) => trajectory::<B>(args, device),
@@ -391,23 +403,24 @@ fn golden<B: Backend>(dir: &std::path::Path, device: &B::Device) -> Result<ExitC
     })
 }
 
-fn generate<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<ExitCode, EngineError> {
-    let loaded = load_dir::<B>(&args.model, device)?;
-    let model = &loaded.model;
-    let tokenizer = loaded.tokenizer.as_ref();
-    let prompt = match (&args.prompt, &args.prompt_ids) {
+/// The prompt as token ids, from its text or its ids.
+fn prompt_ids(args: &GenerateArgs, tokenizer: Option<&Tokenizer>) -> Result<Vec<u32>, EngineError> {
+    match (&args.prompt, &args.prompt_ids) {
         (Some(text), _) => tokenizer
             .ok_or_else(|| {
                 EngineError::Tokenizer(
                     "the model folder has no tokenizer.json; pass --prompt-ids".into(),
                 )
             })?
-            .encode(text)?,
-        (None, Some(ids)) => ids.clone(),
-        (None, None) => return Err(EngineError::EmptyPrompt),
-    };
-    let settings = ThinkingSettings {
-        steps: args.steps.unwrap_or(model.config.mean_recurrence),
+            .encode(text),
+        (None, Some(ids)) => Ok(ids.clone()),
+        (None, None) => Err(EngineError::EmptyPrompt),
+    }
+}
+
+fn thinking_settings(args: &GenerateArgs, mean_recurrence: usize) -> ThinkingSettings {
+    ThinkingSettings {
+        steps: args.steps.unwrap_or(mean_recurrence),
         min_steps: args.min_steps,
         exit: args.exit,
         overrides: args.overrides.iter().copied().collect(),
@@ -420,50 +433,154 @@ fn generate<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<ExitC
             min_p: args.min_p,
         },
         seed: args.seed,
-    };
-    let record = if args.trace.is_some() {
-        Record::everything(5)
-    } else {
-        Record::default()
-    };
-    let mut session = Session::new(model, settings, record)?;
+    }
+}
+
+/// Runs a whole generation, calling `each` with every generated position.
+fn run_generation<B: Backend>(
+    loaded: &LoadedModel<B>,
+    args: &GenerateArgs,
+    record: Record,
+    mut each: impl FnMut(&PositionTrace),
+) -> Result<(Vec<u32>, Trace, Finish), EngineError> {
+    let tokenizer = loaded.tokenizer.as_ref();
+    let prompt = prompt_ids(args, tokenizer)?;
+    let settings = thinking_settings(args, loaded.model.config.mean_recurrence);
+    let mut session = Session::new(&loaded.model, settings, record)?;
     let stop: Vec<u32> = tokenizer
         .and_then(|t| t.token_id("<eos>"))
         .into_iter()
         .collect();
-    let text = |id: u32| tokenizer.map_or_else(|| format!("<{id}>"), |t| t.token_text(id));
-    let mut stdout = std::io::stdout();
     let finish = block_on(
         session.generate(&prompt, args.max_tokens, &stop, async |position| {
-            let next = position
-                .next
-                .expect("generate reports positions that produced a token");
-            let exit = match position.exit {
-                Exit::Converged => "converged",
-                Exit::MaxSteps => "max steps",
-                Exit::Fixed => "fixed",
-            };
-            let _ = writeln!(
-                stdout,
-                "{:>4} iterations  {exit:<9}  {:?}",
-                position.iterations,
-                text(next)
-            );
+            each(position);
             true
         }),
     )?;
     let trace = session.into_trace();
-    let generated: Vec<u32> = trace.generated().filter_map(|p| p.next).collect();
-    if let Some(t) = tokenizer {
-        println!("{}{}", t.decode(&prompt)?, t.decode(&generated)?);
-    }
-    eprintln!("{} tokens generated ({})", generated.len(), finish.reason());
     if let Some(path) = &args.trace {
         write_file(
             path,
             serde_json::to_vec(&trace).map_err(|e| EngineError::Setting(e.to_string()))?,
         )?;
     }
+    Ok((prompt, trace, finish))
+}
+
+fn generate<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<ExitCode, EngineError> {
+    let loaded = load_dir::<B>(&args.model, device)?;
+    let tokenizer = loaded.tokenizer.as_ref();
+    let record = if args.trace.is_some() {
+        Record::everything(5)
+    } else {
+        Record::default()
+    };
+    let text = |id: u32| tokenizer.map_or_else(|| format!("<{id}>"), |t| t.token_text(id));
+    let mut stdout = std::io::stdout();
+    let (prompt, trace, finish) = run_generation(&loaded, args, record, |position| {
+        let next = position
+            .next
+            .expect("generate reports positions that produced a token");
+        let exit = match position.exit {
+            Exit::Converged => "converged",
+            Exit::MaxSteps => "max steps",
+            Exit::Fixed => "fixed",
+        };
+        let _ = writeln!(
+            stdout,
+            "{:>4} iterations  {exit:<9}  {:?}",
+            position.iterations,
+            text(next)
+        );
+    })?;
+    let generated: Vec<u32> = trace.generated().filter_map(|p| p.next).collect();
+    if let Some(t) = tokenizer {
+        println!("{}{}", t.decode(&prompt)?, t.decode(&generated)?);
+    }
+    eprintln!("{} tokens generated ({})", generated.len(), finish.reason());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One position of `loopscope trace`'s report.
+#[derive(serde::Serialize)]
+struct LabelledPosition {
+    position: usize,
+    token: u32,
+    text: String,
+    kind: TokenKind,
+    /// The token generated from this position; `None` inside the prompt.
+    next: Option<u32>,
+    iterations: usize,
+    dynamics: Dynamics,
+}
+
+#[derive(serde::Serialize)]
+struct TraceReport {
+    settings: ThinkingSettings,
+    prompt_len: usize,
+    positions: Vec<LabelledPosition>,
+    census: Census,
+}
+
+fn trace<B: Backend>(
+    args: &GenerateArgs,
+    json: bool,
+    device: &B::Device,
+) -> Result<ExitCode, EngineError> {
+    let loaded = load_dir::<B>(&args.model, device)?;
+    let tokenizer = loaded.tokenizer.as_ref();
+    let record = Record {
+        normed: true,
+        ..Record::default()
+    };
+    let (_, trace, _) = run_generation(&loaded, args, record, |_| {})?;
+    let text = |id: u32| tokenizer.map_or_else(|| format!("<{id}>"), |t| t.token_text(id));
+    let mut census = Census::default();
+    let positions: Vec<LabelledPosition> = trace
+        .positions
+        .iter()
+        .filter_map(|p| {
+            let dynamics = p.dynamics()?;
+            let text = text(p.token);
+            let kind = TokenKind::of(&text);
+            census.add(kind, dynamics.shape);
+            Some(LabelledPosition {
+                position: p.position,
+                token: p.token,
+                text,
+                kind,
+                next: p.next,
+                iterations: p.iterations,
+                dynamics,
+            })
+        })
+        .collect();
+    let report = TraceReport {
+        settings: trace.settings,
+        prompt_len: trace.prompt_len,
+        positions,
+        census,
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| EngineError::Setting(e.to_string()))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:>4}  {:<12} {:<11} {:>5}  label", "pos", "token", "kind", "iters");
+    for p in &report.positions {
+        println!(
+            "{:>4}  {:<12} {:<11} {:>5}  {}",
+            p.position,
+            format!("{:?}", p.text),
+            p.kind.name(),
+            p.iterations,
+            p.dynamics.explain()
+        );
+    }
+    println!();
+    print!("{}", report.census.table());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::dynamics::Dynamics;
 use crate::settings::ThinkingSettings;
 
 /// Which per-iteration fields to record. Everything off costs nothing beyond plain generation.
@@ -91,6 +92,19 @@ pub struct IterationRecord {
 pub struct TopToken {
     pub id: u32,
     pub prob: f32,
+}
+
+impl PositionTrace {
+    /// ln_f(s_i) of every recorded iteration (not s_0), the rows the paper projects.
+    pub fn normed(&self) -> impl Iterator<Item = &[f32]> {
+        self.steps.iter().filter_map(|s| s.normed.as_deref())
+    }
+
+    /// What the recorded ln_f(s_i) do across iterations; `None` when they were not recorded.
+    pub fn dynamics(&self) -> Option<Dynamics> {
+        let rows: Vec<&[f32]> = self.normed().collect();
+        (!rows.is_empty()).then(|| Dynamics::of(&rows))
+    }
 }
 
 impl Trace {

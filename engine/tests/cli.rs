@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use loopscope_engine::dynamics::Dynamics;
 use loopscope_engine::Trace;
 
 fn fixture() -> PathBuf {
@@ -186,4 +187,64 @@ fn golden_passes_on_the_fixture_and_fails_on_a_wrong_golden() {
     assert!(!out.status.success());
     let line = stdout.lines().find(|l| l.starts_with("logits")).unwrap();
     assert!(line.ends_with("FAIL") && line.contains("1.0"), "{line}");
+}
+
+#[test]
+fn trace_labels_every_position_and_counts_shapes_per_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_fixture(dir.path());
+    write_tokenizer(dir.path());
+    let model = dir.path().to_str().unwrap();
+    let trace_path = dir.path().join("trace.json");
+    let args = [
+        "--model",
+        model,
+        "--prompt",
+        "Tom had 7 marbles .",
+        "--steps",
+        "64",
+        "--max-tokens",
+        "4",
+        "--trace",
+        trace_path.to_str().unwrap(),
+    ];
+    let out = loopscope(&[&["trace", "--json"], &args[..]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let positions = report["positions"].as_array().unwrap();
+    // The whole trace the same run wrote: the labels are those of its recorded states.
+    let trace: Trace = serde_json::from_slice(&std::fs::read(&trace_path).unwrap()).unwrap();
+    assert_eq!(positions.len(), trace.positions.len());
+    // The prompt's 5 positions, then one per generated token but the last (never fed back).
+    assert_eq!(positions.len(), 5 + 4 - 1);
+    for (labelled, recorded) in positions.iter().zip(&trace.positions) {
+        let labels: Dynamics = serde_json::from_value(labelled["dynamics"].clone()).unwrap();
+        assert_eq!(Some(labels), recorded.dynamics());
+        assert_eq!(labelled["iterations"], 64);
+        assert!(labelled["dynamics"]["radius"].is_number());
+    }
+    assert_eq!(positions[0]["text"], "Tom");
+    assert_eq!(positions[0]["kind"], "word");
+    assert_eq!(positions[4]["kind"], "punctuation");
+    let census = report["census"]["counts"].as_object().unwrap();
+    let counted: u64 = census
+        .values()
+        .flat_map(|shapes| shapes.as_object().unwrap().values())
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(counted as usize, positions.len());
+
+    let out = loopscope(&[&["trace"], &args[..]].concat());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    let header = stdout.lines().find(|l| l.starts_with("kind")).unwrap();
+    for column in ["converged", "orbit", "slider", "unsettled"] {
+        assert!(header.contains(column), "{stdout}");
+    }
+    assert!(stdout.lines().any(|l| l.starts_with("words")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("all")), "{stdout}");
 }

@@ -14,7 +14,7 @@ use loopscope_engine::{ExitCriterion, Sampling, ThinkingSettings};
 use serde::{Deserialize, Serialize};
 
 use crate::generation::{Generation, Thought};
-use crate::projection::{normed, Projection, COMPONENTS, PAIRS};
+use crate::projection::{Projection, COMPONENTS, PAIRS};
 use grid::{deltas, undelta, Grid};
 pub use link::{decode, encode, payload, PREFIX};
 
@@ -542,7 +542,7 @@ impl Paths {
         let mut paths = Vec::with_capacity(rerun.positions.len());
         for position in &rerun.positions {
             let mut path = Vec::with_capacity(position.steps.len());
-            for row in normed(position) {
+            for row in position.normed() {
                 if row.len() != mean.len() {
                     return Some(Err(format!(
                         "states have {} dimensions here, {} in the link",
