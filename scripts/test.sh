@@ -16,3 +16,4 @@ cargo run --quiet --locked --release -p loopscope-engine --features wgpu --bin l
 scripts/build-page.sh
 node tests/browser/page.mjs dist
 node tests/browser/share.mjs dist
+node tests/browser/shapes.mjs dist

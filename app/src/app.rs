@@ -22,7 +22,7 @@ use crate::share::{self, ShareBar};
 use crate::snapshot::{ModelRef, Snapshot};
 use crate::state::{Page, Status};
 use crate::views::{
-    exit_chart::ExitChart, heatmap::Heatmap, lens::Lens, text::GeneratedText,
+    exit_chart::ExitChart, heatmap::Heatmap, lens::Lens, multiples::Multiples, text::GeneratedText,
     trajectory::Trajectory,
 };
 
@@ -345,6 +345,7 @@ pub fn App() -> impl IntoView {
                 <Heatmap />
             </div>
         </main>
+        <Multiples />
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use loopscope_engine::dynamics::{Dynamics, Shape};
 use loopscope_engine::trace::{Exit, PositionTrace, TopToken};
 use loopscope_engine::ThinkingSettings;
 use serde::Serialize;
@@ -24,6 +25,25 @@ pub struct Thought {
     pub exit_values: Vec<Option<f32>>,
     /// The logit lens' most likely next tokens per iteration.
     pub lens: Vec<Vec<TopToken>>,
+    /// What its trajectory did; `None` when the states were not recorded (or a link predates
+    /// labels).
+    pub label: Option<Label>,
+}
+
+/// A trajectory's shape and the numbers behind it, in words.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Label {
+    pub shape: Shape,
+    pub why: String,
+}
+
+impl From<Dynamics> for Label {
+    fn from(d: Dynamics) -> Self {
+        Self {
+            shape: d.shape,
+            why: d.explain(),
+        }
+    }
 }
 
 impl Thought {
@@ -40,6 +60,7 @@ impl Thought {
                 .iter()
                 .map(|s| s.lens.clone().unwrap_or_default())
                 .collect(),
+            label: position.dynamics().map(Label::from),
         }
     }
 
@@ -130,6 +151,14 @@ impl Generation {
             .get(&id)
             .cloned()
             .unwrap_or_else(|| format!("<{id}>"))
+    }
+
+    /// How many tokens took `shape`.
+    pub fn count(&self, shape: Shape) -> usize {
+        self.tokens
+            .iter()
+            .filter(|t| t.label.as_ref().is_some_and(|l| l.shape == shape))
+            .count()
     }
 
     /// Most iterations any token ran.

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use leptos::prelude::*;
+use loopscope_engine::dynamics::Shape;
 use loopscope_engine::{ExitCriterion, Sampling, ThinkingSettings};
 
 use crate::backend::BackendKind;
@@ -180,6 +181,8 @@ pub struct Page {
     pub pair: RwSignal<usize>,
     pub playing: RwSignal<bool>,
     pub heat_metric: RwSignal<HeatMetric>,
+    /// Show only tokens whose trajectory took this shape.
+    pub shape_filter: RwSignal<Option<Shape>>,
     pub timing: RwSignal<Timing>,
     /// An opened link whose generation waits for its model to re-run it.
     pub link: RwSignal<Option<Snapshot>>,
@@ -207,6 +210,7 @@ impl Page {
             pair: RwSignal::new(0),
             playing: RwSignal::new(false),
             heat_metric: RwSignal::new(HeatMetric::Distance),
+            shape_filter: RwSignal::new(None),
             timing: RwSignal::new(Timing::default()),
             link: RwSignal::new(None),
             reproduced: RwSignal::new(None),

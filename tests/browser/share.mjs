@@ -106,7 +106,7 @@ try {
     const payload = link.split('#s=')[1];
     const cases = [
       [`${base}#s=${payload.slice(0, 120)}`, /truncated or corrupted/],
-      [`${base}#s=AgAA`, /newer loopscope/],
+      [`${base}#s=AwAA`, /newer loopscope/],
       [`${base}#s=<img src=x onerror=alert(1)>`, /base64url/],
     ];
     for (const [url, message] of cases) {

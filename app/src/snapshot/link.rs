@@ -1,18 +1,20 @@
 //! A snapshot as URL-fragment text: a format version byte, then the postcard encoding
 //! compressed with zlib (whose checksum catches corruption), all in base64url. Decoding checks
 //! every limit before it allocates, so a hostile fragment costs at most a few megabytes.
+//!
+//! Format 2 appends the trajectory labels after the snapshot; format 1 links end without them.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use miniz_oxide::inflate::TINFLStatus;
 use thiserror::Error;
 
-use super::Snapshot;
+use super::{SharedLabel, Snapshot};
 
 /// What a fragment starts with (after `#`) when it holds a snapshot.
 pub const PREFIX: &str = "s=";
-/// The format this page writes and reads.
-pub const VERSION: u8 = 1;
+/// The format this page writes; it reads this one and every earlier one.
+pub const VERSION: u8 = 2;
 /// Longer fragments are refused before decoding (links this page makes are far shorter).
 const MAX_TEXT: usize = 1 << 20;
 /// The most a fragment may inflate to.
@@ -43,7 +45,9 @@ pub enum LinkError {
 }
 
 pub fn encode(snapshot: &Snapshot) -> String {
-    let body = postcard::to_allocvec(snapshot).expect("snapshots have no unsized fields");
+    let mut body = postcard::to_allocvec(snapshot).expect("snapshots have no unsized fields");
+    let labels: &[SharedLabel] = snapshot.trace.as_ref().map_or(&[], |t| &t.labels);
+    body.extend(postcard::to_allocvec(labels).expect("labels have no unsized fields"));
     let mut bytes = vec![VERSION];
     bytes.extend(miniz_oxide::deflate::compress_to_vec_zlib(&body, 9));
     URL_SAFE_NO_PAD.encode(bytes)
@@ -58,7 +62,7 @@ pub fn decode(text: &str) -> Result<Snapshot, LinkError> {
         .map_err(|_| LinkError::NotBase64)?;
     let (&version, compressed) = bytes.split_first().ok_or(LinkError::Empty)?;
     match version {
-        VERSION => {}
+        1..=VERSION => {}
         v if v > VERSION => return Err(LinkError::FutureVersion(v)),
         v => return Err(LinkError::UnknownVersion(v)),
     }
@@ -67,8 +71,19 @@ pub fn decode(text: &str) -> Result<Snapshot, LinkError> {
             TINFLStatus::HasMoreOutput => LinkError::TooLarge,
             _ => LinkError::Corrupted,
         })?;
-    let (snapshot, rest) = postcard::take_from_bytes::<Snapshot>(&body)
-        .map_err(|e| LinkError::Malformed(e.to_string()))?;
+    let malformed = |e: postcard::Error| LinkError::Malformed(e.to_string());
+    let (mut snapshot, mut rest) = postcard::take_from_bytes::<Snapshot>(&body).map_err(malformed)?;
+    if version >= 2 {
+        let labels;
+        (labels, rest) = postcard::take_from_bytes::<Vec<SharedLabel>>(rest).map_err(malformed)?;
+        match &mut snapshot.trace {
+            Some(trace) => trace.labels = labels,
+            None if !labels.is_empty() => {
+                return Err(LinkError::Invalid("labels without a trace".into()))
+            }
+            None => {}
+        }
+    }
     if !rest.is_empty() {
         return Err(LinkError::Malformed(format!(
             "{} bytes after the end",

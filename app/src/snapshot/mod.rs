@@ -7,13 +7,14 @@ mod link;
 
 use std::collections::BTreeMap;
 
+use loopscope_engine::dynamics::Shape;
 use loopscope_engine::pca::Pca;
 use loopscope_engine::settings::MAX_STEPS;
 use loopscope_engine::trace::{Exit, TopToken};
 use loopscope_engine::{ExitCriterion, Sampling, ThinkingSettings};
 use serde::{Deserialize, Serialize};
 
-use crate::generation::{Generation, Thought};
+use crate::generation::{Generation, Label, Thought};
 use crate::projection::{Projection, COMPONENTS, PAIRS};
 use grid::{deltas, undelta, Grid};
 pub use link::{decode, encode, payload, PREFIX};
@@ -270,7 +271,18 @@ pub struct Trace {
     /// Per token, per rank, per iteration: token ids and probabilities in 1/255.
     pub lens_ids: Vec<i32>,
     pub lens_probs: Vec<i32>,
+    /// Each token's trajectory label: travels after the snapshot (format 2 on), so that
+    /// format 1 links still read. Empty when the trace had none.
+    #[serde(skip)]
+    pub labels: Vec<SharedLabel>,
 }
+
+/// A label as a link stores it: the shape (its index in [`Shape::ALL`]) and the numbers behind
+/// it in words, as the sender's page wrote them.
+pub type SharedLabel = (u8, String);
+
+/// Longest explanation a link may carry for one label.
+const MAX_LABEL_TEXT: usize = 200;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -305,6 +317,21 @@ pub fn share(g: &Generation, view: View, model: ModelRef, budget: usize) -> Shar
         text: encode(&Snapshot::capture(g, view, model, None)),
         fidelity: None,
     }
+}
+
+/// Every token's label, or none when any token lacks one.
+fn shared_labels(tokens: &[Thought]) -> Vec<SharedLabel> {
+    tokens
+        .iter()
+        .map(|t| {
+            let label = t.label.as_ref()?;
+            let code = Shape::ALL.iter().position(|&s| s == label.shape)? as u8;
+            let mut why = label.why.clone();
+            why.truncate(why.floor_char_boundary(MAX_LABEL_TEXT));
+            Some((code, why))
+        })
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default()
 }
 
 fn exit_code(exit: Exit) -> u8 {
@@ -397,6 +424,7 @@ impl Trace {
             lens_k: lens_k as u8,
             lens_ids: lens(|top| top.id as i32),
             lens_probs: lens(|top| (top.prob.clamp(0.0, 1.0) * 255.0).round() as i32),
+            labels: shared_labels(tokens),
         }
     }
 
@@ -433,6 +461,14 @@ impl Trace {
         }
         if let Some(paths) = &self.paths {
             paths.check(cells)?;
+        }
+        if !self.labels.is_empty() && self.labels.len() != n {
+            return Err("labels do not match the tokens".into());
+        }
+        for (shape, why) in &self.labels {
+            if Shape::ALL.get(*shape as usize).is_none() || why.len() > MAX_LABEL_TEXT {
+                return Err("a trajectory label is unknown or too long".into());
+            }
         }
         Ok(())
     }
@@ -475,6 +511,12 @@ impl Trace {
                     })
                     .collect(),
                 lens,
+                label: self.labels.get(t).and_then(|(shape, why)| {
+                    Some(Label {
+                        shape: *Shape::ALL.get(*shape as usize)?,
+                        why: why.clone(),
+                    })
+                }),
             });
             cell += n;
             lens_cell += n * k;

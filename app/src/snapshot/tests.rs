@@ -91,6 +91,38 @@ fn every_fidelity_round_trips_exactly() {
 }
 
 #[test]
+fn a_format_1_link_still_opens_without_labels() {
+    let g = generation(&[3, 8, 1, 5], 7);
+    let snapshot = Snapshot::capture(&g, VIEW, model(), Some(LADDER[0]));
+    // Format 1 was the postcard snapshot alone, with no labels after it.
+    let body = postcard::to_allocvec(&snapshot).unwrap();
+    let bytes = [vec![1], miniz_oxide::deflate::compress_to_vec_zlib(&body, 9)].concat();
+    let decoded = decode(&URL_SAFE_NO_PAD.encode(bytes)).unwrap();
+    let restored = decoded.generation();
+    assert_eq!(restored.tokens.len(), 4);
+    assert!(restored.tokens.iter().all(|t| t.label.is_none()));
+    assert_eq!(decoded.trace.unwrap().ids, snapshot.trace.unwrap().ids);
+}
+
+#[test]
+fn labels_that_do_not_fit_the_trace_are_refused() {
+    let g = generation(&[3, 8, 1, 5], 7);
+    let mut snapshot = Snapshot::capture(&g, VIEW, model(), Some(LADDER[0]));
+    let with = |labels: Vec<SharedLabel>, snapshot: &mut Snapshot| {
+        snapshot.trace.as_mut().unwrap().labels = labels;
+        decode(&encode(snapshot))
+    };
+    let good = snapshot.trace.as_ref().unwrap().labels.clone();
+    assert_eq!(good.len(), 4);
+    assert!(with(good[..3].to_vec(), &mut snapshot).is_err());
+    let unknown = good.iter().map(|(_, why)| (9, why.clone())).collect();
+    assert!(with(unknown, &mut snapshot).is_err());
+    let long = good.iter().map(|&(s, _)| (s, "x".repeat(500))).collect();
+    assert!(with(long, &mut snapshot).is_err());
+    assert!(with(Vec::new(), &mut snapshot).is_ok());
+}
+
+#[test]
 fn the_restored_generation_is_what_the_sender_saw() {
     let g = generation(&[3, 8, 1, 5], 7);
     let restored = decode(&encode(&Snapshot::capture(
@@ -109,6 +141,8 @@ fn the_restored_generation_is_what_the_sender_saw() {
             (a.id, a.iterations, a.exit, a.position),
             (b.id, b.iterations, b.exit, b.position)
         );
+        assert!(b.label.is_some());
+        assert_eq!(a.label, b.label);
         assert_eq!(
             a.lens.iter().map(|l| l[0].id).collect::<Vec<_>>(),
             b.lens.iter().map(|l| l[0].id).collect::<Vec<_>>()

@@ -4,5 +4,6 @@ pub mod colors;
 pub mod exit_chart;
 pub mod heatmap;
 pub mod lens;
+pub mod multiples;
 pub mod text;
 pub mod trajectory;

@@ -4,6 +4,7 @@ use leptos::prelude::*;
 use loopscope_engine::trace::Exit;
 
 use super::colors::{dark_text_on, heat};
+use super::multiples::mark;
 use crate::state::Page;
 
 #[component]
@@ -25,15 +26,30 @@ pub fn GeneratedText() -> impl IntoView {
                         Exit::MaxSteps => "max-steps",
                         Exit::Fixed => "fixed",
                     };
-                    let title = format!(
+                    let mut title = format!(
                         "{} iterations ({exit}); position {}",
                         p.iterations, p.position
                     );
+                    let shape = p.label.as_ref().map(|l| l.shape);
+                    if let Some(label) = &p.label {
+                        title = format!("{title}\n{}", label.why);
+                    }
+                    let dimmed = move || {
+                        page.shape_filter.get().is_some_and(|f| shape != Some(f))
+                    };
+                    let badge = shape.map(|shape| {
+                        view! {
+                            <sup class="shape" data-testid="shape" data-shape=shape.name()>
+                                {mark(shape)}
+                            </sup>
+                        }
+                    });
                     view! {
                         <span
                             class="token"
                             class:selected=move || page.selected.get() == Some(i)
                             class:converged=p.exit == Exit::Converged
+                            class:dimmed=dimmed
                             data-testid="token"
                             data-iterations=p.iterations
                             data-exit=exit
@@ -42,6 +58,7 @@ pub fn GeneratedText() -> impl IntoView {
                             on:click=move |_| page.selected.set(Some(i))
                         >
                             {text.replace('\n', "⏎")}
+                            {badge}
                         </span>
                     }
                 })
@@ -54,7 +71,7 @@ pub fn GeneratedText() -> impl IntoView {
             {tokens}
         </div>
         <p class="legend">
-            "Color: iterations used (dark few, yellow many). Underlined: the exit criterion stopped it."
+            "Color: iterations used (dark few, yellow many). Underlined: the exit criterion stopped it. Marks: • converged, ↻ orbit, → slider, ~ unsettled."
         </p>
     }
 }
