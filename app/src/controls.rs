@@ -98,6 +98,21 @@ pub fn ThinkingControls() -> impl IntoView {
                     }
                 />
             </label>
+            <label>
+                "KV slots shared across iterations (0: one per iteration) "
+                <input
+                    type="number"
+                    data-testid="kv-share"
+                    min="0"
+                    max="64"
+                    prop:value=move || c.kv_share.get()
+                    on:change=move |ev| {
+                        if let Some(v) = number(&ev).filter(|v| *v >= 0.0) {
+                            c.kv_share.set((v as usize).min(64));
+                        }
+                    }
+                />
+            </label>
             <TokenOverride />
         </section>
     }

@@ -48,6 +48,8 @@ pub struct Controls {
     /// Fixed iteration counts for chosen positions.
     pub overrides: RwSignal<BTreeMap<usize, usize>>,
     pub max_tokens: RwSignal<usize>,
+    /// KV sharing: iteration i uses cache slot i mod k; 0 keeps one slot per iteration.
+    pub kv_share: RwSignal<usize>,
 }
 
 impl Controls {
@@ -62,6 +64,7 @@ impl Controls {
             warm_start: RwSignal::new(false),
             overrides: RwSignal::new(BTreeMap::new()),
             max_tokens: RwSignal::new(32),
+            kv_share: RwSignal::new(0),
         }
     }
 
@@ -81,6 +84,7 @@ impl Controls {
         self.temperature.track();
         self.warm_start.track();
         self.overrides.track();
+        self.kv_share.track();
     }
 
     /// Shows `settings` (from a shared link) in the controls.
@@ -98,6 +102,7 @@ impl Controls {
         self.warm_start.set(settings.warm_start);
         self.overrides.set(settings.overrides.clone());
         self.max_tokens.set(max_tokens);
+        self.kv_share.set(settings.kv_share.unwrap_or(0));
     }
 
     pub fn settings_untracked(&self) -> Result<ThinkingSettings, String> {
@@ -118,6 +123,7 @@ impl Controls {
                 ..Sampling::default()
             },
             seed: self.seed.get_untracked(),
+            kv_share: Some(self.kv_share.get_untracked()).filter(|&k| k > 0),
             ..ThinkingSettings::default()
         };
         settings.validate().map_err(|e| e.to_string())?;

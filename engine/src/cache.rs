@@ -5,6 +5,10 @@
 //! token stopped before iteration i, it sees that token's latest iteration of core layer j (the
 //! reference's "latest-m4" rule, generalised to any number of core layers). The cache keeps every
 //! slot materialised for every committed position, so a read is a plain lookup.
+//!
+//! With KV sharing (the paper's memory saving) there are only k core slots: iteration i reads and
+//! writes slot i mod k, so a position leaves in slot s its last iteration congruent to s, and the
+//! cache stops growing with the number of iterations.
 
 use std::collections::HashMap;
 
@@ -48,6 +52,8 @@ pub struct LayerCounts {
 #[derive(Debug, Clone)]
 pub struct KvCache<B: Backend> {
     layers: LayerCounts,
+    /// k for KV sharing; `None` keeps one slot per iteration.
+    share: Option<usize>,
     prelude: Vec<Kv<B>>,
     /// `core[i][j]`: core layer j at iteration i.
     core: Vec<Vec<Kv<B>>>,
@@ -56,9 +62,10 @@ pub struct KvCache<B: Backend> {
 }
 
 impl<B: Backend> KvCache<B> {
-    pub fn new(layers: LayerCounts) -> Self {
+    pub fn new(layers: LayerCounts, share: Option<usize>) -> Self {
         Self {
             layers,
+            share: share.map(|k| k.max(1)),
             prelude: Vec::new(),
             core: Vec::new(),
             coda: Vec::new(),
@@ -75,9 +82,15 @@ impl<B: Backend> KvCache<B> {
         self.len == 0
     }
 
-    /// Deepest iteration any committed position reached.
+    /// Core slots held per layer: the deepest iteration any committed position reached, or at
+    /// most k with KV sharing.
     pub fn iterations(&self) -> usize {
         self.core.len()
+    }
+
+    /// The core slot an iteration reads and writes.
+    fn slot_of(&self, iteration: usize) -> usize {
+        self.share.map_or(iteration, |k| iteration % k)
     }
 
     /// Bytes of keys and values held, at 4 bytes a value.
@@ -96,7 +109,7 @@ impl<B: Backend> KvCache<B> {
             // Past the deepest iteration, every earlier position's latest entry is the last one.
             Slot::Core { iteration, layer } => self
                 .core
-                .get(iteration)
+                .get(self.slot_of(iteration))
                 .or(self.core.last())
                 .map(|layers| layers[layer].clone()),
             Slot::Coda(j) => self.coda.get(j).cloned(),
@@ -111,9 +124,10 @@ impl<B: Backend> KvCache<B> {
         }
     }
 
-    /// Appends the positions of `writes`, which ran `iterations` core iterations. Slots deeper
-    /// than `iterations` receive the positions' last iteration; slots that only these positions
-    /// reach start from the earlier positions' latest entries.
+    /// Appends the positions of `writes`, which ran `iterations` core iterations. Each slot
+    /// receives the positions' last iteration that maps to it, or their last iteration when none
+    /// does (a slot deeper than they went); slots that only these positions reach start from the
+    /// earlier positions' latest entries.
     pub fn commit(&mut self, writes: Writes<B>, iterations: usize) {
         let Writes(mut writes) = writes;
         let mut take = |slot: Slot| {
@@ -133,15 +147,24 @@ impl<B: Backend> KvCache<B> {
             })
             .collect();
         let new_positions = own[0][0].len();
-        let depth = self.core.len().max(iterations);
+        let mut depth = self.core.len().max(iterations);
+        if let Some(k) = self.share {
+            depth = depth.min(k);
+        }
         let core = (0..depth)
-            .map(|iteration| {
-                let source = &own[iteration.min(iterations - 1)];
+            .map(|slot| {
+                let last = (0..iterations)
+                    .rev()
+                    .find(|&i| self.slot_of(i) == slot)
+                    .unwrap_or(iterations - 1);
                 (0..self.layers.core)
                     .map(|layer| {
                         join(
-                            self.read(Slot::Core { iteration, layer }),
-                            source[layer].clone(),
+                            self.read(Slot::Core {
+                                iteration: slot,
+                                layer,
+                            }),
+                            own[last][layer].clone(),
                         )
                     })
                     .collect()
@@ -236,7 +259,7 @@ mod tests {
 
     #[test]
     fn shallow_positions_show_their_latest_iteration_of_the_same_layer() {
-        let mut cache = KvCache::new(LAYERS);
+        let mut cache = KvCache::new(LAYERS, None);
         commit(&mut cache, 0, 2);
         commit(&mut cache, 1, 4);
         commit(&mut cache, 2, 1);
@@ -251,7 +274,7 @@ mod tests {
 
     #[test]
     fn a_deeper_position_reads_materialised_entries_of_shallower_ones() {
-        let mut cache = KvCache::new(LAYERS);
+        let mut cache = KvCache::new(LAYERS, None);
         commit(&mut cache, 0, 1);
         let pending = cache.pending();
         let past = pending
@@ -263,5 +286,27 @@ mod tests {
         assert_eq!(past.k.into_data().to_vec::<f32>().unwrap(), vec![1.0, 1.0]);
         assert!(pending.past(Slot::Prelude(0)).is_some());
         assert_eq!(cache.bytes(), (2 + 2 * 1) * 2 * 4 * 2);
+    }
+
+    #[test]
+    fn with_sharing_iteration_i_uses_slot_i_mod_k() {
+        let mut cache = KvCache::new(LAYERS, Some(3));
+        commit(&mut cache, 0, 7);
+        commit(&mut cache, 1, 2);
+        assert_eq!(cache.iterations(), 3, "three slots whatever the depth");
+        // Position 0 ran iterations 0..7: slot 0 holds its iteration 6, slot 1 iteration 4,
+        // slot 2 iteration 5. Position 1 ran 0 and 1 and reached no slot 2: its last (1) is there.
+        assert_eq!(keys(&cache, 0, 0), vec![60.0, 100.0]);
+        assert_eq!(keys(&cache, 1, 1), vec![41.0, 111.0]);
+        assert_eq!(keys(&cache, 2, 0), vec![50.0, 110.0]);
+        // Iteration 7 reads slot 1, iteration 9 slot 0.
+        assert_eq!(keys(&cache, 7, 1), keys(&cache, 1, 1));
+        assert_eq!(keys(&cache, 9, 0), keys(&cache, 0, 0));
+        let shared = cache.bytes();
+        let mut full = KvCache::new(LAYERS, None);
+        commit(&mut full, 0, 7);
+        commit(&mut full, 1, 2);
+        assert_eq!(full.iterations(), 7);
+        assert_eq!(shared * 2, full.bytes(), "2 + 3 * 2 entries a position against 2 + 7 * 2");
     }
 }

@@ -165,6 +165,9 @@ struct GenerateArgs {
     /// Start each token from the previous token's final state (continuous chain of thought).
     #[arg(long)]
     warm_start: bool,
+    /// KV sharing: core iteration i uses cache slot i mod K (default: one slot per iteration).
+    #[arg(long, value_name = "K")]
+    kv_share: Option<usize>,
     #[arg(long, default_value_t = 32)]
     max_tokens: usize,
     #[arg(long, value_enum, default_value = "cpu")]
@@ -433,6 +436,7 @@ fn thinking_settings(args: &GenerateArgs, mean_recurrence: usize) -> ThinkingSet
             min_p: args.min_p,
         },
         seed: args.seed,
+        kv_share: args.kv_share,
     }
 }
 
@@ -497,7 +501,12 @@ fn generate<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<ExitC
     if let Some(t) = tokenizer {
         println!("{}{}", t.decode(&prompt)?, t.decode(&generated)?);
     }
-    eprintln!("{} tokens generated ({})", generated.len(), finish.reason());
+    eprintln!(
+        "{} tokens generated ({}); KV cache {:.1} KB a token",
+        generated.len(),
+        finish.reason(),
+        trace.cache_bytes_per_token() / 1e3
+    );
     Ok(ExitCode::SUCCESS)
 }
 

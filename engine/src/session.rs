@@ -79,7 +79,7 @@ impl<'m, B: Backend> Session<'m, B> {
         Ok(Self {
             model,
             pause: None,
-            cache: KvCache::new(layers),
+            cache: KvCache::new(layers, settings.kv_share),
             rng: ChaCha8Rng::seed_from_u64(settings.seed),
             last_state: None,
             given_states: None,
@@ -88,6 +88,7 @@ impl<'m, B: Backend> Session<'m, B> {
                 record,
                 prompt_len: 0,
                 positions: Vec::new(),
+                cache_bytes: 0,
             },
         })
     }
@@ -302,6 +303,7 @@ impl<'m, B: Backend> Session<'m, B> {
         };
         let writes = pending.finish();
         self.cache.commit(writes, iterations);
+        self.trace.cache_bytes = self.cache.bytes();
         self.last_state = Some(state.narrow(1, s - 1, 1));
 
         let last_logits = logits[(s - 1) * vocab..].to_vec();

@@ -24,6 +24,10 @@ pub struct ThinkingSettings {
     pub sampling: Sampling,
     /// Seeds the one random generator behind initial states and sampling.
     pub seed: u64,
+    /// KV sharing: core iteration i reads and writes cache slot i mod k, so the cache no longer
+    /// grows with the iterations. `None` keeps one slot per iteration.
+    #[serde(default)]
+    pub kv_share: Option<usize>,
 }
 
 impl Default for ThinkingSettings {
@@ -37,6 +41,7 @@ impl Default for ThinkingSettings {
             warm_start: false,
             sampling: Sampling::default(),
             seed: 0,
+            kv_share: None,
         }
     }
 }
@@ -57,6 +62,11 @@ impl ThinkingSettings {
         if let Some((pos, n)) = self.overrides.iter().find(|(_, &n)| !steps_ok(n)) {
             return bad(format!(
                 "override for position {pos} must be between 1 and {MAX_STEPS}, got {n}"
+            ));
+        }
+        if let Some(k) = self.kv_share.filter(|&k| !steps_ok(k)) {
+            return bad(format!(
+                "KV sharing needs between 1 and {MAX_STEPS} slots, got {k}"
             ));
         }
         if !(self.init_scale.is_finite() && self.init_scale >= 0.0) {

@@ -39,6 +39,9 @@ pub struct Trace {
     pub prompt_len: usize,
     /// One entry per processed position, in order.
     pub positions: Vec<PositionTrace>,
+    /// Bytes of keys and values the KV cache held after the last position (f32).
+    #[serde(default)]
+    pub cache_bytes: usize,
 }
 
 /// Why a position stopped iterating.
@@ -108,6 +111,11 @@ impl PositionTrace {
 }
 
 impl Trace {
+    /// KV-cache bytes per processed position.
+    pub fn cache_bytes_per_token(&self) -> f64 {
+        self.cache_bytes as f64 / self.positions.len().max(1) as f64
+    }
+
     /// The positions that produced a generated token.
     pub fn generated(&self) -> impl Iterator<Item = &PositionTrace> {
         self.positions.iter().filter(|p| p.next.is_some())

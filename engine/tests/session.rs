@@ -254,3 +254,53 @@ fn the_pause_runs_after_every_iteration() {
     // Prefill and three decoded tokens, three iterations each.
     assert_eq!(pauses.get(), 4 * 3);
 }
+
+#[test]
+fn kv_sharing_with_as_many_slots_as_iterations_changes_nothing() {
+    let model = model();
+    let record = Record::everything(5);
+    let plain = ThinkingSettings {
+        steps: 6,
+        ..ThinkingSettings::default()
+    };
+    let (a, _) = generate(&model, plain.clone(), record, 6);
+    let wide = ThinkingSettings {
+        kv_share: Some(6),
+        ..plain.clone()
+    };
+    let (mut b, _) = generate(&model, wide, record, 6);
+    assert_eq!(a.cache_bytes, b.cache_bytes);
+    b.settings.kv_share = None;
+    assert_eq!(a, b);
+}
+
+#[test]
+fn kv_sharing_bounds_the_cache_and_still_generates() {
+    let model = model();
+    let c = &model.config;
+    let steps = 12;
+    let run = |kv_share| {
+        let settings = ThinkingSettings {
+            steps,
+            kv_share,
+            ..ThinkingSettings::default()
+        };
+        generate(&model, settings, Record::default(), 6).0
+    };
+    let (full, shared) = (run(None), run(Some(4)));
+    assert_eq!(shared.generated().count(), 6);
+    // Per position: one entry per prelude and coda layer, and per core layer one per slot.
+    let entries = |slots: usize| {
+        c.n_layers_in_prelude + c.n_layers_in_coda + slots * c.n_layers_in_recurrent_block
+    };
+    assert_eq!(
+        full.cache_bytes * entries(4),
+        shared.cache_bytes * entries(steps)
+    );
+    assert!((shared.cache_bytes_per_token() - shared.cache_bytes as f64 / 10.0).abs() < 1e-9);
+    let invalid = ThinkingSettings {
+        kv_share: Some(0),
+        ..ThinkingSettings::default()
+    };
+    assert!(Session::new(&model, invalid, Record::default()).is_err());
+}

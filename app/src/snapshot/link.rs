@@ -2,11 +2,13 @@
 //! compressed with zlib (whose checksum catches corruption), all in base64url. Decoding checks
 //! every limit before it allocates, so a hostile fragment costs at most a few megabytes.
 //!
-//! Format 2 appends the trajectory labels after the snapshot; format 1 links end without them.
+//! Format 2 appends the trajectory labels and the KV-sharing setting after the snapshot; format 1
+//! links end without them.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use miniz_oxide::inflate::TINFLStatus;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::{SharedLabel, Snapshot};
@@ -44,10 +46,24 @@ pub enum LinkError {
     Invalid(String),
 }
 
+/// What format 2 added, after the format 1 snapshot (so that format 1 links still read).
+#[derive(Serialize, Deserialize)]
+struct Additions {
+    labels: Vec<SharedLabel>,
+    /// KV-sharing slots; 0 for none.
+    kv_share: u32,
+}
+
 pub fn encode(snapshot: &Snapshot) -> String {
     let mut body = postcard::to_allocvec(snapshot).expect("snapshots have no unsized fields");
-    let labels: &[SharedLabel] = snapshot.trace.as_ref().map_or(&[], |t| &t.labels);
-    body.extend(postcard::to_allocvec(labels).expect("labels have no unsized fields"));
+    let additions = Additions {
+        labels: snapshot
+            .trace
+            .as_ref()
+            .map_or_else(Vec::new, |t| t.labels.clone()),
+        kv_share: snapshot.settings.kv_share,
+    };
+    body.extend(postcard::to_allocvec(&additions).expect("additions have no unsized fields"));
     let mut bytes = vec![VERSION];
     bytes.extend(miniz_oxide::deflate::compress_to_vec_zlib(&body, 9));
     URL_SAFE_NO_PAD.encode(bytes)
@@ -74,11 +90,12 @@ pub fn decode(text: &str) -> Result<Snapshot, LinkError> {
     let malformed = |e: postcard::Error| LinkError::Malformed(e.to_string());
     let (mut snapshot, mut rest) = postcard::take_from_bytes::<Snapshot>(&body).map_err(malformed)?;
     if version >= 2 {
-        let labels;
-        (labels, rest) = postcard::take_from_bytes::<Vec<SharedLabel>>(rest).map_err(malformed)?;
+        let additions: Additions;
+        (additions, rest) = postcard::take_from_bytes(rest).map_err(malformed)?;
+        snapshot.settings.kv_share = additions.kv_share;
         match &mut snapshot.trace {
-            Some(trace) => trace.labels = labels,
-            None if !labels.is_empty() => {
+            Some(trace) => trace.labels = additions.labels,
+            None if !additions.labels.is_empty() => {
                 return Err(LinkError::Invalid("labels without a trace".into()))
             }
             None => {}

@@ -47,6 +47,9 @@ pub struct SharedSettings {
     pub min_p: f32,
     pub seed: u64,
     pub max_tokens: u32,
+    /// KV-sharing slots, 0 for none: travels after the snapshot (format 2 on).
+    #[serde(skip)]
+    pub kv_share: u32,
 }
 
 impl SharedSettings {
@@ -69,6 +72,7 @@ impl SharedSettings {
             min_p: settings.sampling.min_p,
             seed: settings.seed,
             max_tokens: small(max_tokens),
+            kv_share: settings.kv_share.map_or(0, small),
         }
     }
 
@@ -95,6 +99,7 @@ impl SharedSettings {
                 min_p: self.min_p,
             },
             seed: self.seed,
+            kv_share: (self.kv_share > 0).then_some(self.kv_share as usize),
         };
         settings.validate().map_err(|e| e.to_string())?;
         Ok(settings)

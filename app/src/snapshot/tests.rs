@@ -39,6 +39,7 @@ fn generation(shape: &[usize], seed: u64) -> Generation {
     let settings = ThinkingSettings {
         exit: "kl:0.001".parse().unwrap(),
         seed,
+        kv_share: Some(3),
         ..ThinkingSettings::default()
     };
     let mut g = Generation::new(Some(model()), "a is 7. So a is".into(), settings, 32);
