@@ -7,7 +7,10 @@ use std::process::ExitCode;
 
 use burn::tensor::backend::Backend;
 use clap::{Parser, Subcommand, ValueEnum};
+mod bench;
 mod svg;
+
+use bench::{Subject, Workload};
 
 use loopscope_engine::folder::{load_dir, LoadedModel};
 use loopscope_engine::golden::GoldenCase;
@@ -55,6 +58,8 @@ enum Command {
     Eval(EvalArgs),
     /// Draw the PCA of ln_f(s_i) for every token of a text as an SVG, highlighting chosen tokens.
     Trajectory(TrajectoryArgs),
+    /// Time prefill and decoding of models on backends, side by side in one run.
+    Bench(BenchArgs),
     /// Convert a model folder's matrices to q8 or q4, tensor by tensor.
     Quantize {
         /// A folder in the engine's layout (f32, bf16 or f16; single file or shards).
@@ -71,6 +76,35 @@ enum Command {
 enum QuantFormat {
     Q8,
     Q4,
+}
+
+#[derive(Parser)]
+struct BenchArgs {
+    /// A model folder to measure, as stored; repeatable.
+    #[arg(long)]
+    model: Vec<PathBuf>,
+    /// A config.json whose shape is measured with random f32 weights; repeatable.
+    #[arg(long)]
+    random: Vec<PathBuf>,
+    /// Backends to measure every model on.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "cpu")]
+    backend: Vec<BackendChoice>,
+    #[arg(long, default_value_t = 16)]
+    prompt_tokens: usize,
+    /// Tokens decoded one at a time after the prompt.
+    #[arg(long, default_value_t = 8)]
+    tokens: usize,
+    /// Core iterations per token.
+    #[arg(long, default_value_t = 8)]
+    steps: usize,
+    /// KV sharing: iteration i uses cache slot i mod K.
+    #[arg(long, value_name = "K")]
+    kv_share: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also write the rows as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Parser)]
@@ -177,7 +211,7 @@ struct GenerateArgs {
     trace: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum BackendChoice {
     Cpu,
     Wgpu,
@@ -197,12 +231,18 @@ fn main() -> ExitCode {
         Command::Generate(args) | Command::Trace { generation: args, .. } => args.backend,
         Command::Golden { backend, .. } => *backend,
         Command::Eval(args) => args.backend,
-        Command::Trajectory(_) | Command::Quantize { .. } => BackendChoice::Cpu,
+        // Bench runs every backend it is asked for itself.
+        Command::Trajectory(_) | Command::Quantize { .. } | Command::Bench(_) => {
+            BackendChoice::Cpu
+        }
     };
-    let outcome = match backend {
+    report(match backend {
         BackendChoice::Cpu => run::<burn::backend::NdArray>(&cli.command, &Default::default()),
         BackendChoice::Wgpu => run_wgpu(&cli.command),
-    };
+    })
+}
+
+fn report(outcome: Result<ExitCode, EngineError>) -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(e) => {
@@ -219,9 +259,79 @@ fn run_wgpu(command: &Command) -> Result<ExitCode, EngineError> {
 
 #[cfg(not(feature = "wgpu"))]
 fn run_wgpu(_: &Command) -> Result<ExitCode, EngineError> {
-    Err(EngineError::Setting(
-        "this build has no wgpu backend; rebuild with `--features wgpu`".into(),
-    ))
+    Err(no_wgpu())
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn no_wgpu() -> EngineError {
+    EngineError::Setting("this build has no wgpu backend; rebuild with `--features wgpu`".into())
+}
+
+fn bench(args: &BenchArgs) -> Result<ExitCode, EngineError> {
+    let subjects: Vec<Subject> = args
+        .model
+        .iter()
+        .cloned()
+        .map(Subject::Folder)
+        .chain(args.random.iter().cloned().map(Subject::Random))
+        .collect();
+    if subjects.is_empty() {
+        return Err(EngineError::Setting(
+            "name at least one --model folder or --random config.json".into(),
+        ));
+    }
+    let work = Workload {
+        prompt_tokens: args.prompt_tokens.max(1),
+        decode_tokens: args.tokens,
+        steps: args.steps,
+        kv_share: args.kv_share,
+        seed: args.seed,
+    };
+    let mut rows = Vec::new();
+    for &backend in &args.backend {
+        for subject in &subjects {
+            let row = match backend {
+                BackendChoice::Cpu => bench::measure::<burn::backend::NdArray>(
+                    subject,
+                    "cpu",
+                    &Default::default(),
+                    work,
+                    bench::peak_resident_bytes,
+                ),
+                BackendChoice::Wgpu => bench_wgpu(subject, work),
+            }?;
+            eprintln!(
+                "{} on {}: {:.2} tokens/s",
+                row.model, row.backend, row.decode_tokens_per_s
+            );
+            rows.push(row);
+        }
+    }
+    print!("{}", bench::table(&rows, work));
+    if let Some(path) = &args.json {
+        write_file(
+            path,
+            serde_json::to_vec_pretty(&rows).map_err(|e| EngineError::Setting(e.to_string()))?,
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "wgpu")]
+fn bench_wgpu(subject: &Subject, work: Workload) -> Result<bench::Row, EngineError> {
+    use burn::backend::wgpu::{WgpuDevice, WgpuRuntime};
+    use burn_cubecl::cubecl::Runtime;
+    let device = WgpuDevice::default();
+    let in_use = || {
+        let usage = WgpuRuntime::client(&device).memory_usage().ok()?;
+        Some(usage.bytes_in_use)
+    };
+    bench::measure::<burn::backend::Wgpu>(subject, "wgpu", &device, work, in_use)
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn bench_wgpu(_: &Subject, _: Workload) -> Result<bench::Row, EngineError> {
+    Err(no_wgpu())
 }
 
 fn run<B: Backend>(command: &Command, device: &B::Device) -> Result<ExitCode, EngineError> {
@@ -231,6 +341,7 @@ fn run<B: Backend>(command: &Command, device: &B::Device) -> Result<ExitCode, En
         Command::Golden { dir, .. } => golden::<B>(dir, device),
         Command::Eval(args) => eval::<B>(args, device),
         Command::Trajectory(args) => trajectory::<B>(args, device),
+        Command::Bench(args) => bench(args),
         Command::Quantize {
             input,
             output,

@@ -111,8 +111,9 @@ pub fn Multiples() -> impl IntoView {
         } else if let Some(shape) = filter.filter(|&s| count(s) == 0) {
             Some(format!("No token's trajectory is {} in this generation.", shape.name()))
         } else if short > 0 {
+            let tokens = if short == 1 { "token" } else { "tokens" };
             Some(format!(
-                "{short} tokens ran fewer than {MIN_ITERATIONS} iterations, too few to tell a shape: set the exit criterion to none to let every token run its full count."
+                "{short} {tokens} ran fewer than {MIN_ITERATIONS} iterations, too few to tell a shape: set the exit criterion to none to let every token run its full count."
             ))
         } else {
             None
