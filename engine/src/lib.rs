@@ -14,6 +14,7 @@ pub mod folder;
 pub mod golden;
 pub mod model;
 pub mod pca;
+pub mod qmatmul;
 pub mod quant;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod quantize;

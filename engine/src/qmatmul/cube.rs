@@ -1,0 +1,173 @@
+//! `QuantMatmul` on burn's CubeCL backends (`burn::backend::Wgpu`): codes uploaded as u32
+//! words, products by the kernels in `kernels`.
+
+use burn::tensor::{DType, Shape, Tensor, TensorData, TensorPrimitive};
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device;
+use burn_cubecl::tensor::CubeTensor;
+use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use cubecl::prelude::{CubeCount, CubeDim};
+
+use super::{kernels, packable, Chunk, QWeight, QuantMatmul};
+use crate::quant::{Format, Quantized, GROUP};
+
+/// Up to this many rows a product is a matrix-vector one (decoding).
+const GEMV_MAX_ROWS: usize = 4;
+/// WebGPU's limit on workgroups along one grid dimension.
+const MAX_GRID: u32 = 65535;
+
+impl<R, F, I, BT> QuantMatmul for CubeBackend<R, F, I, BT>
+where
+    R: CubeRuntime,
+    F: FloatElement,
+    I: IntElement,
+    BT: BoolElement,
+{
+    fn upload(w: &Quantized, device: &Self::Device, max_binding_bytes: usize) -> QWeight<Self> {
+        if !packable(w) {
+            return QWeight::dense(w, device);
+        }
+        let (n, k) = (w.rows, w.cols);
+        let row_bytes = Quantized::row_bytes(w.format, k);
+        let groups = k / GROUP;
+        let per_chunk = (max_binding_bytes / row_bytes).max(1);
+        let floats = |values: &[half::f16]| -> Tensor<Self, 1> {
+            let values: Vec<f32> = values.iter().map(|v| v.to_f32()).collect();
+            let len = values.len();
+            Tensor::from_data(TensorData::new(values, [len]), device)
+        };
+        let chunks = (0..n)
+            .step_by(per_chunk)
+            .map(|start| {
+                let rows = per_chunk.min(n - start);
+                let words: Vec<u32> = w.data[start * row_bytes..(start + rows) * row_bytes]
+                    .chunks_exact(4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                let len = words.len();
+                let group_range = start * groups..(start + rows) * groups;
+                Chunk {
+                    n: rows,
+                    col_offset: start,
+                    // The dtype must be given: by default the values would be converted to i32.
+                    codes: Tensor::from_data(TensorData::new(words, [len]), (device, DType::U32)),
+                    scales: floats(&w.scales[group_range.clone()]),
+                    mins: (w.format == Format::Q4).then(|| floats(&w.mins[group_range])),
+                }
+            })
+            .collect();
+        QWeight::Packed {
+            format: w.format,
+            n,
+            k,
+            chunks,
+        }
+    }
+
+    fn qlinear(x: Tensor<Self, 2>, w: &QWeight<Self>) -> Tensor<Self, 2> {
+        let (format, n, k, chunks) = match w {
+            QWeight::Dense(d) => return x.matmul(d.clone()),
+            QWeight::Packed {
+                format,
+                n,
+                k,
+                chunks,
+            } => (*format, *n, *k, chunks),
+        };
+        let [rows, d_in] = x.dims();
+        assert_eq!(d_in, k, "input width");
+        let x: CubeTensor<R> = into_contiguous(x.into_primitive().tensor());
+        assert_eq!(x.dtype, DType::F32, "the kernels compute in f32");
+        let client = x.client.clone();
+        let out = empty_device::<R, f32>(client.clone(), x.device.clone(), Shape::new([rows, n]));
+        let (rows, k, stride) = (rows as u32, k as u32, n as u32);
+        for chunk in chunks {
+            let codes: CubeTensor<R> = chunk.codes.clone().into_primitive();
+            let scales: CubeTensor<R> = chunk.scales.clone().into_primitive().tensor();
+            let mins: Option<CubeTensor<R>> =
+                chunk.mins.clone().map(|m| m.into_primitive().tensor());
+            let (cols, offset) = (chunk.n as u32, chunk.col_offset as u32);
+            let (x, out) = (x.clone(), out.clone());
+            // SAFETY: every global read and write in the kernels is guarded by the row and
+            // column counts passed with them, and the buffers are contiguous tensors of the
+            // lengths those counts imply (checked above and by `upload`).
+            unsafe {
+                if rows as usize <= GEMV_MAX_ROWS {
+                    let across = cols.min(MAX_GRID / 2);
+                    let count = CubeCount::Static(across, cols.div_ceil(across), rows);
+                    let dim = CubeDim::new_1d(kernels::GEMV_THREADS);
+                    match (format, mins) {
+                        (Format::Q8, _) => kernels::q8_gemv::launch_unchecked::<R>(
+                            &client,
+                            count,
+                            dim,
+                            x.into_array_arg(),
+                            codes.into_array_arg(),
+                            scales.into_array_arg(),
+                            out.into_array_arg(),
+                            k,
+                            cols,
+                            stride,
+                            offset,
+                        ),
+                        (Format::Q4, Some(mins)) => kernels::q4_gemv::launch_unchecked::<R>(
+                            &client,
+                            count,
+                            dim,
+                            x.into_array_arg(),
+                            codes.into_array_arg(),
+                            scales.into_array_arg(),
+                            mins.into_array_arg(),
+                            out.into_array_arg(),
+                            k,
+                            cols,
+                            stride,
+                            offset,
+                        ),
+                        (Format::Q4, None) => unreachable!("q4 chunks carry their minimums"),
+                    }
+                } else {
+                    let count = CubeCount::Static(
+                        cols.div_ceil(kernels::TN),
+                        rows.div_ceil(kernels::TM),
+                        1,
+                    );
+                    let dim = CubeDim::new_2d(16, 16);
+                    match (format, mins) {
+                        (Format::Q8, _) => kernels::q8_gemm::launch_unchecked::<R>(
+                            &client,
+                            count,
+                            dim,
+                            x.into_array_arg(),
+                            codes.into_array_arg(),
+                            scales.into_array_arg(),
+                            out.into_array_arg(),
+                            rows,
+                            k,
+                            cols,
+                            stride,
+                            offset,
+                        ),
+                        (Format::Q4, Some(mins)) => kernels::q4_gemm::launch_unchecked::<R>(
+                            &client,
+                            count,
+                            dim,
+                            x.into_array_arg(),
+                            codes.into_array_arg(),
+                            scales.into_array_arg(),
+                            mins.into_array_arg(),
+                            out.into_array_arg(),
+                            rows,
+                            k,
+                            cols,
+                            stride,
+                            offset,
+                        ),
+                        (Format::Q4, None) => unreachable!("q4 chunks carry their minimums"),
+                    }
+                }
+            }
+        }
+        Tensor::from_primitive(TensorPrimitive::Float(out))
+    }
+}

@@ -1,0 +1,96 @@
+//! Products with quantized weights: where a backend has kernels for them (burn's CubeCL
+//! backends, i.e. wgpu: Vulkan, Metal, WebGPU), the codes stay on the device and are
+//! dequantized inside the kernel; elsewhere (the CPU) the matrix is dequantized once.
+//!
+//! `QuantMatmul` extends burn's `Backend` the way burn's own custom-kernel examples do, so that
+//! a model generic over the backend picks the right path at compile time.
+
+#[cfg(feature = "wgpu")]
+mod cube;
+#[cfg(feature = "wgpu")]
+pub mod kernels;
+
+use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+
+use crate::quant::{Format, Quantized, GROUP};
+
+/// Largest storage buffer a browser binds by default (WebGPU's maxStorageBufferBindingSize):
+/// larger matrices are split by output columns.
+pub const MAX_BINDING_BYTES: usize = 128 << 20;
+
+/// A matrix as `qlinear` reads it.
+#[derive(Clone, Debug)]
+pub enum QWeight<B: Backend> {
+    /// Dequantized, [k = in, n = out].
+    Dense(Tensor<B, 2>),
+    /// Codes on the device, split by output columns so that every buffer fits one binding.
+    Packed {
+        format: Format,
+        n: usize,
+        k: usize,
+        chunks: Vec<Chunk<B>>,
+    },
+}
+
+/// Output columns col_offset..col_offset + n of a packed matrix.
+#[derive(Clone, Debug)]
+pub struct Chunk<B: Backend> {
+    pub n: usize,
+    pub col_offset: usize,
+    /// u32 words: four q8 codes or eight q4 codes each.
+    pub codes: Tensor<B, 1, Int>,
+    /// f32, one per row and group.
+    pub scales: Tensor<B, 1>,
+    /// q4 only.
+    pub mins: Option<Tensor<B, 1>>,
+}
+
+impl<B: Backend> QWeight<B> {
+    /// The matrix dequantized on the host, transposed to [in, out].
+    pub fn dense(w: &Quantized, device: &B::Device) -> Self {
+        let values = w.dequantize();
+        let (n, k) = (w.rows, w.cols);
+        let mut transposed = vec![0.0f32; k * n];
+        for (o, row) in values.chunks(k).enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                transposed[i * n + o] = v;
+            }
+        }
+        Self::Dense(Tensor::from_data(TensorData::new(transposed, [k, n]), device))
+    }
+}
+
+pub trait QuantMatmul: Backend {
+    /// Places `w` ([out, in] as stored) where `qlinear` reads it, in buffers of at most
+    /// `max_binding_bytes`.
+    fn upload(w: &Quantized, device: &Self::Device, max_binding_bytes: usize) -> QWeight<Self> {
+        let _ = max_binding_bytes;
+        QWeight::dense(w, device)
+    }
+
+    /// x [rows, in] times the matrix: [rows, out].
+    fn qlinear(x: Tensor<Self, 2>, w: &QWeight<Self>) -> Tensor<Self, 2> {
+        match w {
+            QWeight::Dense(d) => x.matmul(d.clone()),
+            QWeight::Packed { .. } => {
+                unreachable!("only backends with kernels upload packed matrices")
+            }
+        }
+    }
+}
+
+/// Whether the kernels can read `w` as stored: whole groups of 32 along each row.
+pub fn packable(w: &Quantized) -> bool {
+    w.cols % GROUP == 0
+}
+
+#[cfg(feature = "ndarray")]
+impl<E, I, Q> QuantMatmul for burn::backend::NdArray<E, I, Q>
+where
+    E: burn::backend::ndarray::FloatNdArrayElement,
+    I: burn::backend::ndarray::IntNdArrayElement,
+    Q: burn::backend::ndarray::QuantElement,
+    burn::backend::ndarray::NdArrayTensor: From<burn::backend::ndarray::SharedArray<E>>,
+    burn::backend::ndarray::NdArrayTensor: From<burn::backend::ndarray::SharedArray<I>>,
+{
+}

@@ -1,0 +1,109 @@
+//! The quantized-matmul kernels on a real wgpu device (Mesa's lavapipe where there is no GPU)
+//! against the dequantized matrix multiplied on the host in f64.
+#![cfg(feature = "wgpu")]
+
+use burn::backend::wgpu::{Wgpu, WgpuDevice};
+use burn::backend::NdArray;
+use burn::tensor::{Tensor, TensorData};
+use loopscope_engine::qmatmul::{QWeight, QuantMatmul, MAX_BINDING_BYTES};
+use loopscope_engine::quant::{Format, Quantized};
+use proptest::prelude::*;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn random(len: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    (0..len).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect()
+}
+
+/// x [rows, k] times the dequantized [n, k] matrix, in f64.
+fn reference(x: &[f32], rows: usize, w: &Quantized) -> Vec<f32> {
+    let (n, k) = (w.rows, w.cols);
+    let values = w.dequantize();
+    let mut out = vec![0.0f32; rows * n];
+    for r in 0..rows {
+        for o in 0..n {
+            let dot: f64 = (0..k)
+                .map(|i| x[r * k + i] as f64 * values[o * k + i] as f64)
+                .sum();
+            out[r * n + o] = dot as f32;
+        }
+    }
+    out
+}
+
+fn product<B: QuantMatmul>(x: &[f32], rows: usize, w: &QWeight<B>, device: &B::Device) -> Vec<f32> {
+    let k = x.len() / rows;
+    let x = Tensor::<B, 2>::from_data(TensorData::new(x.to_vec(), [rows, k]), device);
+    B::qlinear(x, w).into_data().to_vec::<f32>().unwrap()
+}
+
+/// Largest error relative to the output's largest magnitude.
+fn relative_error(got: &[f32], want: &[f32]) -> f32 {
+    let scale = want.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    got.iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs() / scale)
+        .fold(0.0, f32::max)
+}
+
+fn check(format: Format, rows: usize, n: usize, k: usize, binding: usize, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let w = Quantized::quantize(format, &random(n * k, &mut rng), n, k);
+    let x = random(rows * k, &mut rng);
+    let want = reference(&x, rows, &w);
+    let device = WgpuDevice::default();
+    let packed = <Wgpu as QuantMatmul>::upload(&w, &device, binding);
+    assert!(matches!(packed, QWeight::Packed { .. }), "uploaded as codes");
+    let got = product::<Wgpu>(&x, rows, &packed, &device);
+    assert_eq!(got.len(), rows * n);
+    let error = relative_error(&got, &want);
+    assert!(error < 1e-5, "{format:?} {rows}x{k} · {k}x{n}: relative error {error:e}");
+    // The CPU backend's path (dequantize once, then matmul) agrees too.
+    let cpu = <NdArray as QuantMatmul>::upload(&w, &Default::default(), binding);
+    let error = relative_error(&product::<NdArray>(&x, rows, &cpu, &Default::default()), &want);
+    assert!(error < 1e-5, "cpu: relative error {error:e}");
+}
+
+#[test]
+fn decoding_and_prefill_shapes_match_the_host_for_both_formats() {
+    // One row and a few (matrix-vector kernel), many rows and odd counts (tiled kernel), odd
+    // output widths, tiles only partly filled.
+    let shapes = [(1, 1, 32), (1, 7, 96), (3, 65, 128), (4, 130, 64), (5, 33, 32), (70, 129, 160)];
+    for format in [Format::Q8, Format::Q4] {
+        for (i, &(rows, n, k)) in shapes.iter().enumerate() {
+            check(format, rows, n, k, MAX_BINDING_BYTES, i as u64);
+        }
+    }
+}
+
+#[test]
+fn matrices_split_across_buffers_fill_one_output() {
+    // 300 bytes a binding: a few rows of codes per buffer, so dozens of chunks.
+    for format in [Format::Q8, Format::Q4] {
+        check(format, 1, 97, 256, 300, 11);
+        check(format, 9, 97, 256, 300, 12);
+    }
+}
+
+#[test]
+fn rows_that_are_not_whole_groups_stay_dense() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let w = Quantized::quantize(Format::Q8, &random(8 * 40, &mut rng), 8, 40);
+    let packed = <Wgpu as QuantMatmul>::upload(&w, &WgpuDevice::default(), MAX_BINDING_BYTES);
+    assert!(matches!(packed, QWeight::Dense(_)));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    #[test]
+    fn random_shapes_match_the_host(
+        q4 in any::<bool>(),
+        rows in 1usize..20,
+        n in 1usize..150,
+        groups in 1usize..6,
+        seed in any::<u64>(),
+    ) {
+        let format = if q4 { Format::Q4 } else { Format::Q8 };
+        check(format, rows, n, 32 * groups, MAX_BINDING_BYTES, seed);
+    }
+}
