@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
-use burn::tensor::backend::Backend;
+use loopscope_engine::qmatmul::QuantMatmul;
 use loopscope_engine::folder::{load_files, LoadedModel};
 use loopscope_engine::trace::PositionTrace;
 use loopscope_engine::{
@@ -86,7 +86,7 @@ impl Engine {
     }
 }
 
-async fn run<B: Backend>(
+async fn run<B: QuantMatmul>(
     loaded: &LoadedModel<B>,
     ids: &[u32],
     stop: &[u32],

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::tensor::backend::Backend;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use loopscope_engine::qmatmul::QuantMatmul;
 use loopscope_engine::config::ModelConfig;
 use loopscope_engine::folder::load_dir;
 use loopscope_engine::weights::weight_file_names;
@@ -61,7 +61,7 @@ pub struct Row {
 }
 
 /// Loads `subject` on `B` and times a prefill and a decode.
-pub fn measure<B: Backend>(
+pub fn measure<B: QuantMatmul>(
     subject: &Subject,
     backend: &str,
     device: &B::Device,

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
+use crate::qmatmul::QuantMatmul;
 use crate::error::{EngineError, Result};
 use crate::exit::ExitCriterion;
 use crate::model::RecurrentModel;
@@ -114,7 +114,7 @@ fn settings(steps: usize, exit: ExitCriterion) -> ThinkingSettings {
 }
 
 /// Whether greedy decoding after the prompt writes exactly the answer's tokens.
-async fn answers<B: Backend>(
+async fn answers<B: QuantMatmul>(
     model: &RecurrentModel<B>,
     example: &Encoded,
     steps: usize,
@@ -138,7 +138,7 @@ async fn answers<B: Backend>(
 
 /// Feeds the whole sentence one token at a time under `exit` and adds each prediction's
 /// iteration count to `answer` or `other` by whether the predicted token is part of the answer.
-async fn exit_use<B: Backend>(
+async fn exit_use<B: QuantMatmul>(
     model: &RecurrentModel<B>,
     example: &Encoded,
     exit: ExitCriterion,
@@ -166,7 +166,7 @@ async fn exit_use<B: Backend>(
 }
 
 /// Accuracy per family at every count in `steps`, and the exit criterion's iteration use.
-pub async fn evaluate<B: Backend>(
+pub async fn evaluate<B: QuantMatmul>(
     model: &RecurrentModel<B>,
     tokenizer: &Tokenizer,
     examples: &[EvalExample],

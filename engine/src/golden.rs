@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 
+use crate::qmatmul::QuantMatmul;
 use crate::cache::NoMemory;
 use crate::error::{EngineError, Result};
 use crate::exit::{entropy, ExitCriterion};
@@ -106,7 +107,7 @@ impl GoldenCase {
     }
 
     /// Computes every expected array with the engine and compares.
-    pub async fn check<B: Backend>(&self, model: &RecurrentModel<B>) -> Result<Vec<ArrayCheck>> {
+    pub async fn check<B: QuantMatmul>(&self, model: &RecurrentModel<B>) -> Result<Vec<ArrayCheck>> {
         let computed = self.reproduce(model).await?;
         let mut checks = Vec::new();
         for (name, expected) in &self.expected {
@@ -135,7 +136,7 @@ impl GoldenCase {
     }
 
     /// The engine's version of every array the reference writes.
-    pub async fn reproduce<B: Backend>(
+    pub async fn reproduce<B: QuantMatmul>(
         &self,
         model: &RecurrentModel<B>,
     ) -> Result<BTreeMap<String, Vec<f32>>> {
@@ -223,7 +224,7 @@ impl GoldenCase {
 
     /// Runs the whole sequence as one prompt for `steps` iterations under `exit`, never exiting
     /// early, recording the criterion's value after each iteration.
-    pub async fn exit_trace<B: Backend>(
+    pub async fn exit_trace<B: QuantMatmul>(
         &self,
         model: &RecurrentModel<B>,
         exit: ExitCriterion,

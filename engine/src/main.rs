@@ -5,13 +5,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use burn::tensor::backend::Backend;
 use clap::{Parser, Subcommand, ValueEnum};
 mod bench;
 mod svg;
 
 use bench::{Subject, Workload};
 
+use loopscope_engine::qmatmul::QuantMatmul;
 use loopscope_engine::folder::{load_dir, LoadedModel};
 use loopscope_engine::golden::GoldenCase;
 use loopscope_engine::quantize::quantize_folder;
@@ -334,7 +334,7 @@ fn bench_wgpu(_: &Subject, _: Workload) -> Result<bench::Row, EngineError> {
     Err(no_wgpu())
 }
 
-fn run<B: Backend>(command: &Command, device: &B::Device) -> Result<ExitCode, EngineError> {
+fn run<B: QuantMatmul>(command: &Command, device: &B::Device) -> Result<ExitCode, EngineError> {
     match command {
         Command::Generate(args) => generate::<B>(args, device),
         Command::Trace { generation, json } => trace::<B>(generation, *json, device),
@@ -379,7 +379,7 @@ fn quantize(input: &Path, output: &Path, format: QuantFormat) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-fn trajectory<B: Backend>(
+fn trajectory<B: QuantMatmul>(
     args: &TrajectoryArgs,
     device: &B::Device,
 ) -> Result<ExitCode, EngineError> {
@@ -460,7 +460,7 @@ fn trajectory<B: Backend>(
     Ok(ExitCode::SUCCESS)
 }
 
-fn eval<B: Backend>(args: &EvalArgs, device: &B::Device) -> Result<ExitCode, EngineError> {
+fn eval<B: QuantMatmul>(args: &EvalArgs, device: &B::Device) -> Result<ExitCode, EngineError> {
     let loaded = load_dir::<B>(&args.model, device)?;
     let tokenizer = required_tokenizer(&loaded)?;
     let path = args
@@ -497,7 +497,7 @@ fn eval<B: Backend>(args: &EvalArgs, device: &B::Device) -> Result<ExitCode, Eng
     Ok(ExitCode::SUCCESS)
 }
 
-fn golden<B: Backend>(dir: &std::path::Path, device: &B::Device) -> Result<ExitCode, EngineError> {
+fn golden<B: QuantMatmul>(dir: &std::path::Path, device: &B::Device) -> Result<ExitCode, EngineError> {
     let loaded = load_dir::<B>(dir, device)?;
     let case = GoldenCase::open(dir)?;
     let checks = block_on(case.check(&loaded.model))?;
@@ -552,7 +552,7 @@ fn thinking_settings(args: &GenerateArgs, mean_recurrence: usize) -> ThinkingSet
 }
 
 /// Runs a whole generation, calling `each` with every generated position.
-fn run_generation<B: Backend>(
+fn run_generation<B: QuantMatmul>(
     loaded: &LoadedModel<B>,
     args: &GenerateArgs,
     record: Record,
@@ -582,7 +582,7 @@ fn run_generation<B: Backend>(
     Ok((prompt, trace, finish))
 }
 
-fn generate<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<ExitCode, EngineError> {
+fn generate<B: QuantMatmul>(args: &GenerateArgs, device: &B::Device) -> Result<ExitCode, EngineError> {
     let loaded = load_dir::<B>(&args.model, device)?;
     let tokenizer = loaded.tokenizer.as_ref();
     let record = if args.trace.is_some() {
@@ -642,7 +642,7 @@ struct TraceReport {
     census: Census,
 }
 
-fn trace<B: Backend>(
+fn trace<B: QuantMatmul>(
     args: &GenerateArgs,
     json: bool,
     device: &B::Device,
@@ -704,7 +704,7 @@ fn trace<B: Backend>(
     Ok(ExitCode::SUCCESS)
 }
 
-fn required_tokenizer<B: Backend>(loaded: &LoadedModel<B>) -> Result<&Tokenizer, EngineError> {
+fn required_tokenizer<B: QuantMatmul>(loaded: &LoadedModel<B>) -> Result<&Tokenizer, EngineError> {
     loaded
         .tokenizer
         .as_ref()

@@ -8,6 +8,7 @@ use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::qmatmul::QuantMatmul;
 use crate::cache::{KvCache, LayerCounts};
 use crate::error::{EngineError, Result};
 use crate::exit::{ExitCriterion, ExitTracker, LatentStep};
@@ -63,7 +64,7 @@ pub struct Session<'m, B: Backend> {
     trace: Trace,
 }
 
-impl<'m, B: Backend> Session<'m, B> {
+impl<'m, B: QuantMatmul> Session<'m, B> {
     pub fn new(
         model: &'m RecurrentModel<B>,
         settings: ThinkingSettings,
@@ -339,7 +340,7 @@ impl<'m, B: Backend> Session<'m, B> {
 }
 
 /// Host copies of the state and of ln_f(state), as far as `record` asks for them.
-async fn snapshot<B: Backend>(
+async fn snapshot<B: QuantMatmul>(
     model: &RecurrentModel<B>,
     state: &Tensor<B, 3>,
     record: Record,
@@ -356,7 +357,7 @@ async fn snapshot<B: Backend>(
 }
 
 /// Per position: [|s - prev|, |s|, |prev|, <s, prev>] as [1, positions, 4].
-fn latent_steps<B: Backend>(previous: &Tensor<B, 3>, state: &Tensor<B, 3>) -> Tensor<B, 3> {
+fn latent_steps<B: QuantMatmul>(previous: &Tensor<B, 3>, state: &Tensor<B, 3>) -> Tensor<B, 3> {
     let norm = |t: Tensor<B, 3>| t.powi_scalar(2).sum_dim(2).sqrt();
     let delta = norm(state.clone() - previous.clone());
     let dot = (state.clone() * previous.clone()).sum_dim(2);
@@ -367,7 +368,7 @@ fn latent_steps<B: Backend>(previous: &Tensor<B, 3>, state: &Tensor<B, 3>) -> Te
 }
 
 /// Reads a tensor back to the host; asynchronous because WebGPU cannot block.
-pub async fn read<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Result<Vec<f32>> {
+pub async fn read<B: QuantMatmul, const D: usize>(tensor: Tensor<B, D>) -> Result<Vec<f32>> {
     let data = tensor
         .into_data_async()
         .await

@@ -96,8 +96,11 @@ impl Checkpoint {
 
     /// Loads one tensor as f32 whatever its shape.
     pub fn tensor_any_shape(&self, name: &str) -> Result<HostTensor> {
-        if !self.location.contains_key(name) && self.contains(name) {
-            return self.dequantized(name);
+        if let Some(quantized) = self.quantized(name)? {
+            return Ok(HostTensor {
+                shape: vec![quantized.rows, quantized.cols],
+                values: quantized.dequantize(),
+            });
         }
         let (dtype, shape, data) = self.stored(name)?;
         let values = to_f32(dtype, &data).map_err(|message| EngineError::Tensor {
@@ -125,8 +128,12 @@ impl Checkpoint {
         Ok((view.dtype(), view.shape().to_vec(), view.data().to_vec()))
     }
 
-    /// A quantized matrix's values: i8 codes mean q8, packed u8 codes q4 (see `quant`).
-    fn dequantized(&self, name: &str) -> Result<HostTensor> {
+    /// A matrix stored quantized, as stored: i8 codes mean q8, packed u8 codes q4 (see
+    /// `quant`). `None` when `name` is stored as plain floats.
+    pub fn quantized(&self, name: &str) -> Result<Option<Quantized>> {
+        if self.location.contains_key(name) || !self.contains(name) {
+            return Ok(None);
+        }
         let bad = |message: String| EngineError::Tensor {
             name: name.into(),
             message,
@@ -166,10 +173,7 @@ impl Checkpoint {
             },
         };
         quantized.check().map_err(bad)?;
-        Ok(HostTensor {
-            shape: vec![rows, cols],
-            values: quantized.dequantize(),
-        })
+        Ok(Some(quantized))
     }
 }
 

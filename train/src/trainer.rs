@@ -11,8 +11,9 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::activation::log_softmax;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
+use loopscope_engine::qmatmul::QuantMatmul;
 use loopscope_engine::cache::NoMemory;
 use loopscope_engine::state::random_initial_state;
 use loopscope_engine::RecurrentModel;
@@ -155,7 +156,7 @@ pub fn train(
 
 /// Cross-entropy of the model run for `no_grad` iterations without gradient, then `with_grad`
 /// iterations with it (truncated backpropagation through depth).
-pub fn forward_loss<B: AutodiffBackend>(
+pub fn forward_loss<B: AutodiffBackend + QuantMatmul>(
     model: &RecurrentModel<B>,
     inputs: Tensor<B, 2, Int>,
     targets: Tensor<B, 2, Int>,
@@ -163,7 +164,10 @@ pub fn forward_loss<B: AutodiffBackend>(
     with_grad: usize,
     rng: &mut impl Rng,
     init_scale: f32,
-) -> Tensor<B, 1> {
+) -> Tensor<B, 1>
+where
+    B::InnerBackend: QuantMatmul,
+{
     let [b, s] = inputs.dims();
     let device = inputs.device();
     let e = model.config.n_embd;
@@ -186,7 +190,7 @@ pub fn forward_loss<B: AutodiffBackend>(
     cross_entropy(model.coda_forward(state, 0, &mut NoMemory), targets)
 }
 
-fn cross_entropy<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 1> {
+fn cross_entropy<B: QuantMatmul>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 1> {
     let [b, s, _] = logits.dims();
     let picked = log_softmax(logits, 2).gather(2, targets.reshape([b, s, 1]));
     picked.mean().neg()
@@ -194,7 +198,7 @@ fn cross_entropy<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -
 
 /// Random windows of the token stream, each starting at a sentence: inputs and the same windows
 /// shifted by one.
-fn batch<B: Backend>(
+fn batch<B: QuantMatmul>(
     stream: &TokenStream,
     batch_size: usize,
     seq_len: usize,
@@ -224,7 +228,7 @@ fn batch<B: Backend>(
 
 /// Validation loss at r = 1, the mean and twice the mean, on fixed windows: the gap between
 /// r = 1 and r = mean is the sign that the model uses its iterations.
-fn validate<B: Backend>(
+fn validate<B: QuantMatmul>(
     model: &RecurrentModel<B>,
     recipe: &Recipe,
     val_tokens: &TokenStream,

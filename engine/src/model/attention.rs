@@ -5,6 +5,7 @@ use burn::tensor::{activation::softmax, backend::Backend, Tensor, TensorData};
 
 use super::linear::Linear;
 use super::rope::Rope;
+use crate::qmatmul::QuantMatmul;
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::weights::Checkpoint;
@@ -51,7 +52,7 @@ pub struct Attention<B: Backend> {
     pub n_heads: usize,
 }
 
-impl<B: Backend> Attention<B> {
+impl<B: QuantMatmul> Attention<B> {
     pub fn load(
         ckpt: &Checkpoint,
         prefix: &str,
@@ -120,7 +121,7 @@ impl<B: Backend> Attention<B> {
 }
 
 /// Additive mask [1, 1, s, t]: query i (at key index t - s + i) sees keys up to its own index.
-fn causal_mask<B: Backend>(s: usize, t: usize, device: &B::Device) -> Tensor<B, 4> {
+fn causal_mask<B: QuantMatmul>(s: usize, t: usize, device: &B::Device) -> Tensor<B, 4> {
     let offset = t - s;
     let values: Vec<f32> = (0..s)
         .flat_map(|i| {

@@ -8,6 +8,7 @@ use super::attention::{Attention, Kv};
 use super::mlp::GatedMlp;
 use super::norm::RmsNorm;
 use super::rope::Rope;
+use crate::qmatmul::QuantMatmul;
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::weights::Checkpoint;
@@ -22,7 +23,7 @@ pub struct SandwichBlock<B: Backend> {
     pub norm_4: RmsNorm<B>,
 }
 
-impl<B: Backend> SandwichBlock<B> {
+impl<B: QuantMatmul> SandwichBlock<B> {
     pub fn load(
         ckpt: &Checkpoint,
         prefix: &str,

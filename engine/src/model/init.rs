@@ -38,9 +38,7 @@ impl<B: Backend> Init<'_, B> {
     }
 
     fn linear(&mut self, d_in: usize, d_out: usize, std: f32) -> Linear<B> {
-        Linear {
-            weight: Param::from_tensor(self.tensor([d_in, d_out], std)),
-        }
+        Linear::dense(self.tensor([d_in, d_out], std))
     }
 
     fn norm(&self, dim: usize, eps: f64) -> RmsNorm<B> {
@@ -145,7 +143,10 @@ impl<B: Backend> RecurrentModel<B> {
                 .into_vec::<f32>()
                 .expect("f32 data"),
         };
-        let linear = |l: &Linear<B>| host(l.weight.val().transpose());
+        let linear = |l: &Linear<B>| {
+            let weight = l.weight.as_ref().expect("fresh and trained layers are dense");
+            host(weight.val().transpose())
+        };
         out.push(("transformer.wte.weight".to_string(), host(self.wte.val())));
         for (part, blocks) in [
             ("prelude", &self.prelude),

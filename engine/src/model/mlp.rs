@@ -4,6 +4,7 @@ use burn::module::Module;
 use burn::tensor::{activation::silu, backend::Backend, Tensor};
 
 use super::linear::Linear;
+use crate::qmatmul::QuantMatmul;
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::weights::Checkpoint;
@@ -14,7 +15,7 @@ pub struct GatedMlp<B: Backend> {
     pub proj: Linear<B>,
 }
 
-impl<B: Backend> GatedMlp<B> {
+impl<B: QuantMatmul> GatedMlp<B> {
     pub fn load(
         ckpt: &Checkpoint,
         prefix: &str,

@@ -18,6 +18,7 @@ pub use rope::Rope;
 use burn::module::{Module, Param};
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
+use crate::qmatmul::QuantMatmul;
 use crate::cache::{KvMemory, Slot};
 use crate::config::ModelConfig;
 use crate::error::Result;
@@ -40,7 +41,7 @@ pub struct RecurrentModel<B: Backend> {
     pub config: ModelConfig,
 }
 
-impl<B: Backend> RecurrentModel<B> {
+impl<B: QuantMatmul> RecurrentModel<B> {
     /// Builds the model from a Hugging Face layout checkpoint. `lm_head.weight` is ignored when the
     /// head is tied (the published Huginn-0125 shards store it a second time).
     pub fn load(config: &ModelConfig, ckpt: &Checkpoint, device: &B::Device) -> Result<Self> {
@@ -157,7 +158,7 @@ impl<B: Backend> RecurrentModel<B> {
     }
 }
 
-fn run_block<B: Backend>(
+fn run_block<B: QuantMatmul>(
     block: &SandwichBlock<B>,
     x: Tensor<B, 3>,
     rope: &Rope<B>,

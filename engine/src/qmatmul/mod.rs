@@ -10,7 +10,12 @@ mod cube;
 #[cfg(feature = "wgpu")]
 pub mod kernels;
 
-use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+use burn::module::{
+    AutodiffModule, Content, Devices, EmptyRecord, Module, ModuleDisplay, ModuleDisplayDefault,
+    ModuleMapper, ModuleVisitor,
+};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::quant::{Format, Quantized, GROUP};
 
@@ -92,5 +97,64 @@ where
     Q: burn::backend::ndarray::QuantElement,
     burn::backend::ndarray::NdArrayTensor: From<burn::backend::ndarray::SharedArray<E>>,
     burn::backend::ndarray::NdArrayTensor: From<burn::backend::ndarray::SharedArray<I>>,
+{
+}
+
+/// A packed matrix as a field of a burn module. It holds no parameters (packed matrices are
+/// never trained), so the modules around it still derive `Module`; under autodiff it is empty.
+#[derive(Clone, Debug)]
+pub struct Packed<B: Backend>(pub Option<QWeight<B>>);
+
+impl<B: Backend> Module<B> for Packed<B> {
+    type Record = EmptyRecord;
+
+    fn collect_devices(&self, devices: Devices<B>) -> Devices<B> {
+        devices
+    }
+    fn fork(self, _: &B::Device) -> Self {
+        self
+    }
+    fn to_device(self, _: &B::Device) -> Self {
+        self
+    }
+    fn visit<V: ModuleVisitor<B>>(&self, _: &mut V) {}
+    fn map<M: ModuleMapper<B>>(self, _: &mut M) -> Self {
+        self
+    }
+    fn load_record(self, _: Self::Record) -> Self {
+        self
+    }
+    fn into_record(self) -> Self::Record {
+        EmptyRecord::new()
+    }
+}
+
+impl<B: AutodiffBackend> AutodiffModule<B> for Packed<B> {
+    type InnerModule = Packed<B::InnerBackend>;
+
+    fn valid(&self) -> Self::InnerModule {
+        Packed(None)
+    }
+    fn from_inner(_: Self::InnerModule) -> Self {
+        Packed(None)
+    }
+}
+
+impl<B: Backend> ModuleDisplayDefault for Packed<B> {
+    fn content(&self, content: Content) -> Option<Content> {
+        let text = match &self.0 {
+            Some(QWeight::Packed { format, n, k, .. }) => format!("{format:?} {n}x{k}"),
+            _ => "none".into(),
+        };
+        content.add_single(&text).optional()
+    }
+}
+
+impl<B: Backend> ModuleDisplay for Packed<B> {}
+
+/// Training (autodiff) multiplies dense matrices.
+#[cfg(feature = "autodiff")]
+impl<B: QuantMatmul, C: burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy>
+    QuantMatmul for burn::backend::Autodiff<B, C>
 {
 }
