@@ -107,3 +107,71 @@ proptest! {
         check(format, rows, n, 32 * groups, MAX_BINDING_BYTES, seed);
     }
 }
+
+mod whole_model {
+    use std::path::PathBuf;
+
+    use burn::backend::wgpu::{Wgpu, WgpuDevice};
+    use burn::backend::NdArray;
+    use loopscope_engine::folder::{load_dir, LoadedModel};
+    use loopscope_engine::qmatmul::QuantMatmul;
+    use loopscope_engine::quant::Format;
+    use loopscope_engine::quantize::quantize_folder;
+    use loopscope_engine::{block_on, Record, Session, ThinkingSettings};
+
+    const PROMPTS: [&str; 3] = [
+        "Tom had 47 marbles and won 38 more, so now he has",
+        "a is 7. b is a plus 5. c is b minus 3. So c is",
+        "The old dog sleeps by the warm",
+    ];
+
+    fn model_dir(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../public/models").join(name)
+    }
+
+    /// Final logits after each prompt (a prefill of many rows, then one decoded token: both
+    /// kernels) at 4 iterations.
+    fn logits<B: QuantMatmul>(model: &LoadedModel<B>) -> Vec<Vec<f32>> {
+        let tokenizer = model.tokenizer.as_ref().unwrap();
+        PROMPTS
+            .iter()
+            .map(|prompt| {
+                let ids = tokenizer.encode(prompt).unwrap();
+                let settings = ThinkingSettings {
+                    steps: 4,
+                    ..ThinkingSettings::default()
+                };
+                let mut session = Session::new(&model.model, settings, Record::default()).unwrap();
+                let first = block_on(session.feed(&ids)).unwrap();
+                block_on(session.feed(&[first.next])).unwrap().logits
+            })
+            .collect()
+    }
+
+    /// The same quantized folder through the kernels (wgpu) and dequantized (CPU).
+    fn kernels_agree_with_the_dequantized_model(dir: &std::path::Path) {
+        let gpu = load_dir::<Wgpu>(dir, &WgpuDevice::default()).unwrap();
+        assert!(gpu.model.adapter.packed.0.is_some(), "matrices stay packed on wgpu");
+        assert!(gpu.model.adapter.weight.is_none());
+        let cpu = load_dir::<NdArray>(dir, &Default::default()).unwrap();
+        assert!(cpu.model.adapter.weight.is_some(), "the CPU dequantizes");
+        for (a, b) in logits(&gpu).iter().zip(logits(&cpu)) {
+            let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+            assert!(worst / scale < 1e-4, "logits differ by {worst} (largest {scale})");
+        }
+    }
+
+    #[test]
+    fn the_shipped_q8_model_runs_on_the_kernels_as_on_the_cpu() {
+        kernels_agree_with_the_dequantized_model(&model_dir("loopscope-tiny-q8"));
+    }
+
+    #[test]
+    fn a_q4_model_runs_on_the_kernels_as_on_the_cpu() {
+        let out = tempfile::tempdir().unwrap();
+        quantize_folder(&model_dir("loopscope-tiny"), out.path(), Format::Q4, |_, _, _| {})
+            .unwrap();
+        kernels_agree_with_the_dequantized_model(out.path());
+    }
+}
