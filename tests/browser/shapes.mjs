@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { serve } from './server.mjs';
 import {
-  NO_WEBGPU, LOAD_TIMEOUT, RUN_TIMEOUT, anyFailed, check, generate, launch, open, shot, waitStatus,
+  NO_WEBGPU, LOAD_TIMEOUT, RUN_TIMEOUT, anyFailed, check, generate, iterations, launch, open, shot, waitStatus,
 } from './harness.mjs';
 
 const root = path.resolve(process.argv[2] ?? 'dist');
@@ -40,8 +40,9 @@ try {
     assert.match(await waitStatus(page, /^(ready|error)/, LOAD_TIMEOUT), /^ready/);
     await page.getByTestId('example').nth(1).click();
     await page.getByTestId('exit-criterion').selectOption('none');
-    await page.getByTestId('iterations').fill('12');
-    await page.getByTestId('max-tokens').fill('6');
+    // The issue's bar: at least 64 iterations a token.
+    await page.getByTestId('iterations').fill('64');
+    await page.getByTestId('max-tokens').fill('4');
     await page.getByTestId('max-tokens').dispatchEvent('change');
     assert.match(await generate(page), /^ready/);
     const shapes = await badges(page);
@@ -51,7 +52,8 @@ try {
     for (const shape of Object.keys(count(shapes))) {
       assert.ok(await inked(page, shape) > 0.01, `${shape} frames are blank`);
     }
-    console.log(`     shapes at 12 iterations: ${JSON.stringify(count(shapes))}`);
+    console.log(`     shapes at 64 iterations: ${JSON.stringify(count(shapes))}`);
+    assert.ok((await iterations(page)).every((n) => n === 64));
   });
 
   await check('shapes: a token held to 4 iterations is too short to tell and gets a group of its own', async () => {
