@@ -86,7 +86,7 @@ pub trait QuantMatmul: Backend {
 
 /// Whether the kernels can read `w` as stored: whole groups of 32 along each row.
 pub fn packable(w: &Quantized) -> bool {
-    w.cols % GROUP == 0
+    w.cols.is_multiple_of(GROUP)
 }
 
 #[cfg(feature = "ndarray")]
