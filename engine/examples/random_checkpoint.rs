@@ -31,7 +31,10 @@ fn tensors(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
             out.push((format!("{p}.attn.Wqkv.weight"), vec![3 * e, e]));
             out.push((format!("{p}.attn.proj.weight"), vec![e, e]));
             if c.qk_bias {
-                out.push((format!("{p}.attn.qk_bias"), vec![2, 1, c.n_heads, c.head_dim()]));
+                out.push((
+                    format!("{p}.attn.qk_bias"),
+                    vec![2, 1, c.n_heads, c.head_dim()],
+                ));
             }
             out.push((format!("{p}.mlp.fc.weight"), vec![2 * i, e]));
             out.push((format!("{p}.mlp.proj.weight"), vec![e, i]));
@@ -68,7 +71,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             filled = 0;
         }
         filled += n;
-        groups.last_mut().expect("one group at least").push((name, shape));
+        groups
+            .last_mut()
+            .expect("one group at least")
+            .push((name, shape));
     }
     let count = groups.len();
     let mut weight_map = Map::new();
@@ -112,7 +118,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         writer.flush()?;
-        eprintln!("{file}: {} tensors, {:.2} GB", group.len(), offset as f64 / 1e9);
+        eprintln!(
+            "{file}: {} tensors, {:.2} GB",
+            group.len(),
+            offset as f64 / 1e9
+        );
     }
     let index = json!({"metadata": {"total_size": 2 * total}, "weight_map": weight_map});
     std::fs::write(

@@ -9,9 +9,9 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use loopscope_engine::qmatmul::QuantMatmul;
 use loopscope_engine::config::ModelConfig;
 use loopscope_engine::folder::load_dir;
+use loopscope_engine::qmatmul::QuantMatmul;
 use loopscope_engine::weights::weight_file_names;
 use loopscope_engine::{
     block_on, EngineError, ExitCriterion, Record, RecurrentModel, Session, ThinkingSettings,
@@ -72,11 +72,10 @@ pub fn measure<B: QuantMatmul>(
     let (model, format, weight_bytes) = match subject {
         Subject::Folder(dir) => {
             let loaded = load_dir::<B>(dir, device)?;
-            let format = loaded
-                .model
-                .config
-                .quantization
-                .map_or_else(|| stored_float_type(dir), |q| format!("{:?}", q.format).to_lowercase());
+            let format = loaded.model.config.quantization.map_or_else(
+                || stored_float_type(dir),
+                |q| format!("{:?}", q.format).to_lowercase(),
+            );
             (loaded.model, format, folder_bytes(dir)?)
         }
         Subject::Random(path) => {

@@ -307,6 +307,10 @@ mod tests {
         commit(&mut full, 0, 7);
         commit(&mut full, 1, 2);
         assert_eq!(full.iterations(), 7);
-        assert_eq!(shared * 2, full.bytes(), "2 + 3 * 2 entries a position against 2 + 7 * 2");
+        assert_eq!(
+            shared * 2,
+            full.bytes(),
+            "2 + 3 * 2 entries a position against 2 + 7 * 2"
+        );
     }
 }

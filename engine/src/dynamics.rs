@@ -129,9 +129,7 @@ impl Dynamics {
         if self.settled_at.is_some_and(|t| n + 1 - t >= span) {
             return Shape::Converged;
         }
-        if self.straightness >= STRAIGHT
-            && (1.0 / STEADY..=STEADY).contains(&self.acceleration)
-        {
+        if self.straightness >= STRAIGHT && (1.0 / STEADY..=STEADY).contains(&self.acceleration) {
             return Shape::Slider;
         }
         Shape::Unsettled
@@ -177,7 +175,12 @@ pub struct Census {
 
 impl Census {
     pub fn add(&mut self, kind: TokenKind, shape: Shape) {
-        *self.counts.entry(kind).or_default().entry(shape).or_default() += 1;
+        *self
+            .counts
+            .entry(kind)
+            .or_default()
+            .entry(shape)
+            .or_default() += 1;
     }
 
     /// A table: one row per token kind and a total, one column per shape.
@@ -288,7 +291,9 @@ fn spread(states: &[&[f32]]) -> f32 {
     let n = states.len() as f64;
     let mut mean = vec![0.0f64; first.len()];
     for s in states {
-        mean.iter_mut().zip(s.iter()).for_each(|(m, &x)| *m += x as f64 / n);
+        mean.iter_mut()
+            .zip(s.iter())
+            .for_each(|(m, &x)| *m += x as f64 / n);
     }
     let sum: f64 = states
         .iter()
@@ -352,7 +357,10 @@ fn acceleration(states: &[&[f32]]) -> f32 {
         return 1.0;
     }
     let speed = |part: &[&[f32]]| travel(part).0;
-    ratio(speed(&states[states.len() - half..]), speed(&states[..half]))
+    ratio(
+        speed(&states[states.len() - half..]),
+        speed(&states[..half]),
+    )
 }
 
 #[cfg(test)]
@@ -383,14 +391,12 @@ mod tests {
     /// (as ln_f states are).
     fn embed(points: &[(f32, f32)], seed: u64) -> Vec<Vec<f32>> {
         let [u, v] = plane(seed);
-        let centre: Vec<f32> = (0..DIM).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.7).collect();
+        let centre: Vec<f32> = (0..DIM)
+            .map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.7)
+            .collect();
         points
             .iter()
-            .map(|&(x, y)| {
-                (0..DIM)
-                    .map(|i| centre[i] + x * u[i] + y * v[i])
-                    .collect()
-            })
+            .map(|&(x, y)| (0..DIM).map(|i| centre[i] + x * u[i] + y * v[i]).collect())
             .collect()
     }
 
@@ -478,7 +484,9 @@ mod tests {
         assert!((d.speed - speed).abs() < 1e-4, "speed {}", d.speed);
         assert!(d.straightness > 0.999);
         let [u, v] = plane(6);
-        let expected: Vec<f32> = (0..DIM).map(|i| (0.4 * u[i] + 0.1 * v[i]) / speed).collect();
+        let expected: Vec<f32> = (0..DIM)
+            .map(|i| (0.4 * u[i] + 0.1 * v[i]) / speed)
+            .collect();
         let direction = d.direction.unwrap();
         assert!(distance(&direction, &expected) < 1e-3);
     }

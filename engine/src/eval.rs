@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::qmatmul::QuantMatmul;
 use crate::error::{EngineError, Result};
 use crate::exit::ExitCriterion;
 use crate::model::RecurrentModel;
+use crate::qmatmul::QuantMatmul;
 use crate::session::Session;
 use crate::settings::ThinkingSettings;
 use crate::tokenizer::Tokenizer;

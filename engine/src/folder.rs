@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use burn::tensor::backend::Backend;
 
-use crate::qmatmul::QuantMatmul;
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
 use crate::model::RecurrentModel;
+use crate::qmatmul::QuantMatmul;
 use crate::tokenizer::Tokenizer;
 use crate::weights::Checkpoint;
 
@@ -43,7 +43,10 @@ pub fn load_files<B: QuantMatmul>(
 
 /// Reads a model folder from disk.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn load_dir<B: QuantMatmul>(dir: &std::path::Path, device: &B::Device) -> Result<LoadedModel<B>> {
+pub fn load_dir<B: QuantMatmul>(
+    dir: &std::path::Path,
+    device: &B::Device,
+) -> Result<LoadedModel<B>> {
     let mut files = crate::weights::read_weight_files(dir)?;
     for name in [CONFIG_FILE, TOKENIZER_FILE] {
         let path = dir.join(name);

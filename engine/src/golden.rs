@@ -7,11 +7,11 @@ use burn::tensor::{Int, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 
-use crate::qmatmul::QuantMatmul;
 use crate::cache::NoMemory;
 use crate::error::{EngineError, Result};
 use crate::exit::{entropy, ExitCriterion};
 use crate::model::RecurrentModel;
+use crate::qmatmul::QuantMatmul;
 use crate::session::{read, Session};
 use crate::settings::ThinkingSettings;
 use crate::trace::Record;
@@ -107,7 +107,10 @@ impl GoldenCase {
     }
 
     /// Computes every expected array with the engine and compares.
-    pub async fn check<B: QuantMatmul>(&self, model: &RecurrentModel<B>) -> Result<Vec<ArrayCheck>> {
+    pub async fn check<B: QuantMatmul>(
+        &self,
+        model: &RecurrentModel<B>,
+    ) -> Result<Vec<ArrayCheck>> {
         let computed = self.reproduce(model).await?;
         let mut checks = Vec::new();
         for (name, expected) in &self.expected {

@@ -11,11 +11,11 @@ mod svg;
 
 use bench::{Subject, Workload};
 
-use loopscope_engine::qmatmul::QuantMatmul;
+use loopscope_engine::dynamics::{Census, Dynamics, TokenKind};
 use loopscope_engine::folder::{load_dir, LoadedModel};
 use loopscope_engine::golden::GoldenCase;
+use loopscope_engine::qmatmul::QuantMatmul;
 use loopscope_engine::quantize::quantize_folder;
-use loopscope_engine::dynamics::{Census, Dynamics, TokenKind};
 use loopscope_engine::trace::{Exit, PositionTrace};
 use loopscope_engine::{
     block_on, EngineError, ExitCriterion, Finish, Record, Sampling, Session, ThinkingSettings,
@@ -228,13 +228,14 @@ fn parse_override(text: &str) -> Result<(usize, usize), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let backend = match &cli.command {
-        Command::Generate(args) | Command::Trace { generation: args, .. } => args.backend,
+        Command::Generate(args)
+        | Command::Trace {
+            generation: args, ..
+        } => args.backend,
         Command::Golden { backend, .. } => *backend,
         Command::Eval(args) => args.backend,
         // Bench runs every backend it is asked for itself.
-        Command::Trajectory(_) | Command::Quantize { .. } | Command::Bench(_) => {
-            BackendChoice::Cpu
-        }
+        Command::Trajectory(_) | Command::Quantize { .. } | Command::Bench(_) => BackendChoice::Cpu,
     };
     report(match backend {
         BackendChoice::Cpu => run::<burn::backend::NdArray>(&cli.command, &Default::default()),
@@ -497,7 +498,10 @@ fn eval<B: QuantMatmul>(args: &EvalArgs, device: &B::Device) -> Result<ExitCode,
     Ok(ExitCode::SUCCESS)
 }
 
-fn golden<B: QuantMatmul>(dir: &std::path::Path, device: &B::Device) -> Result<ExitCode, EngineError> {
+fn golden<B: QuantMatmul>(
+    dir: &std::path::Path,
+    device: &B::Device,
+) -> Result<ExitCode, EngineError> {
     let loaded = load_dir::<B>(dir, device)?;
     let case = GoldenCase::open(dir)?;
     let checks = block_on(case.check(&loaded.model))?;
@@ -582,7 +586,10 @@ fn run_generation<B: QuantMatmul>(
     Ok((prompt, trace, finish))
 }
 
-fn generate<B: QuantMatmul>(args: &GenerateArgs, device: &B::Device) -> Result<ExitCode, EngineError> {
+fn generate<B: QuantMatmul>(
+    args: &GenerateArgs,
+    device: &B::Device,
+) -> Result<ExitCode, EngineError> {
     let loaded = load_dir::<B>(&args.model, device)?;
     let tokenizer = loaded.tokenizer.as_ref();
     let record = if args.trace.is_some() {
@@ -684,11 +691,15 @@ fn trace<B: QuantMatmul>(
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| EngineError::Setting(e.to_string()))?
+            serde_json::to_string_pretty(&report)
+                .map_err(|e| EngineError::Setting(e.to_string()))?
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:>4}  {:<12} {:<11} {:>5}  label", "pos", "token", "kind", "iters");
+    println!(
+        "{:>4}  {:<12} {:<11} {:>5}  label",
+        "pos", "token", "kind", "iters"
+    );
     for p in &report.positions {
         println!(
             "{:>4}  {:<12} {:<11} {:>5}  {}",

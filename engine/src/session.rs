@@ -8,11 +8,11 @@ use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::qmatmul::QuantMatmul;
 use crate::cache::{KvCache, LayerCounts};
 use crate::error::{EngineError, Result};
 use crate::exit::{ExitCriterion, ExitTracker, LatentStep};
 use crate::model::RecurrentModel;
+use crate::qmatmul::QuantMatmul;
 use crate::settings::ThinkingSettings;
 use crate::state::random_initial_state;
 use crate::trace::{top_tokens, Exit, IterationRecord, PositionTrace, Record, Trace};

@@ -53,22 +53,40 @@ fn check(format: Format, rows: usize, n: usize, k: usize, binding: usize, seed: 
     let want = reference(&x, rows, &w);
     let device = WgpuDevice::default();
     let packed = <Wgpu as QuantMatmul>::upload(&w, &device, binding);
-    assert!(matches!(packed, QWeight::Packed { .. }), "uploaded as codes");
+    assert!(
+        matches!(packed, QWeight::Packed { .. }),
+        "uploaded as codes"
+    );
     let got = product::<Wgpu>(&x, rows, &packed, &device);
     assert_eq!(got.len(), rows * n);
     let error = relative_error(&got, &want);
-    assert!(error < 1e-5, "{format:?} {rows}x{k} · {k}x{n}: relative error {error:e}");
+    assert!(
+        error < 1e-5,
+        "{format:?} {rows}x{k} · {k}x{n}: relative error {error:e}"
+    );
     // The CPU backend's path (dequantize once, then matmul) agrees too.
     let cpu = <NdArray as QuantMatmul>::upload(&w, &Default::default(), binding);
-    let error = relative_error(&product::<NdArray>(&x, rows, &cpu, &Default::default()), &want);
+    let error = relative_error(
+        &product::<NdArray>(&x, rows, &cpu, &Default::default()),
+        &want,
+    );
     assert!(error < 1e-5, "cpu: relative error {error:e}");
 }
 
 #[test]
 fn decoding_and_prefill_shapes_match_the_host_for_both_formats() {
-    // One row and a few (matrix-vector kernel), many rows and odd counts (tiled kernel), odd
-    // output widths, tiles only partly filled.
-    let shapes = [(1, 1, 32), (1, 7, 96), (3, 65, 128), (4, 130, 64), (5, 33, 32), (70, 129, 160)];
+    // One row and a few with short rows (a thread per output) and long ones (a workgroup per
+    // output), many rows and odd counts (tiled kernel), odd output widths, tiles partly filled.
+    let shapes = [
+        (1, 1, 32),
+        (1, 7, 96),
+        (3, 65, 128),
+        (4, 130, 64),
+        (1, 3, 544),
+        (2, 40, 1024),
+        (5, 33, 32),
+        (70, 129, 160),
+    ];
     for format in [Format::Q8, Format::Q4] {
         for (i, &(rows, n, k)) in shapes.iter().enumerate() {
             check(format, rows, n, k, MAX_BINDING_BYTES, i as u64);
@@ -126,7 +144,9 @@ mod whole_model {
     ];
 
     fn model_dir(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../public/models").join(name)
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../public/models")
+            .join(name)
     }
 
     /// Final logits after each prompt (a prefill of many rows, then one decoded token: both
@@ -151,14 +171,24 @@ mod whole_model {
     /// The same quantized folder through the kernels (wgpu) and dequantized (CPU).
     fn kernels_agree_with_the_dequantized_model(dir: &std::path::Path) {
         let gpu = load_dir::<Wgpu>(dir, &WgpuDevice::default()).unwrap();
-        assert!(gpu.model.adapter.packed.0.is_some(), "matrices stay packed on wgpu");
+        assert!(
+            gpu.model.adapter.packed.0.is_some(),
+            "matrices stay packed on wgpu"
+        );
         assert!(gpu.model.adapter.weight.is_none());
         let cpu = load_dir::<NdArray>(dir, &Default::default()).unwrap();
         assert!(cpu.model.adapter.weight.is_some(), "the CPU dequantizes");
         for (a, b) in logits(&gpu).iter().zip(logits(&cpu)) {
             let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-            let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
-            assert!(worst / scale < 1e-4, "logits differ by {worst} (largest {scale})");
+            let worst = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                worst / scale < 1e-4,
+                "logits differ by {worst} (largest {scale})"
+            );
         }
     }
 
@@ -170,8 +200,13 @@ mod whole_model {
     #[test]
     fn a_q4_model_runs_on_the_kernels_as_on_the_cpu() {
         let out = tempfile::tempdir().unwrap();
-        quantize_folder(&model_dir("loopscope-tiny"), out.path(), Format::Q4, |_, _, _| {})
-            .unwrap();
+        quantize_folder(
+            &model_dir("loopscope-tiny"),
+            out.path(),
+            Format::Q4,
+            |_, _, _| {},
+        )
+        .unwrap();
         kernels_agree_with_the_dequantized_model(out.path());
     }
 }

@@ -162,7 +162,9 @@ fn golden_predictions(model: &LoadedModel<B>, case: &GoldenCase) -> Vec<Vec<f64>
             let mut session = Session::new(&model.model, settings, Record::default())
                 .unwrap()
                 .with_initial_states(case.init_state[..len * e].to_vec());
-            let logits = block_on(session.feed(&case.input_ids[..len])).unwrap().logits;
+            let logits = block_on(session.feed(&case.input_ids[..len]))
+                .unwrap()
+                .logits;
             softmax(&logits)
         })
         .collect()
@@ -172,7 +174,10 @@ fn golden_predictions(model: &LoadedModel<B>, case: &GoldenCase) -> Vec<Vec<f64>
 fn on_the_golden_inputs_quantized_models_stay_close_to_f32() {
     let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/huginn-tiny-a");
     let case = GoldenCase::open(&fixture).unwrap();
-    let reference = golden_predictions(&load_dir::<B>(&fixture, &Default::default()).unwrap(), &case);
+    let reference = golden_predictions(
+        &load_dir::<B>(&fixture, &Default::default()).unwrap(),
+        &case,
+    );
     let out = tempfile::tempdir().unwrap();
     // The golden model's weights are random, so its next-token distributions are flat and the
     // top token of q4 (KL 4e-3) flips more often than on a trained model's prompts.
@@ -182,6 +187,9 @@ fn on_the_golden_inputs_quantized_models_stay_close_to_f32() {
         let loaded = load_dir::<B>(&dir, &Default::default()).unwrap();
         let (kl, same) = closeness(&reference, &golden_predictions(&loaded, &case));
         println!("golden inputs, {format:?}: KL {kl:.2e}, top-1 agreement {same:.2}");
-        assert!(kl < max_kl && same >= min_same, "{format:?}: KL {kl}, top-1 {same}");
+        assert!(
+            kl < max_kl && same >= min_same,
+            "{format:?}: KL {kl}, top-1 {same}"
+        );
     }
 }

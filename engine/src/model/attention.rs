@@ -5,9 +5,9 @@ use burn::tensor::{activation::softmax, backend::Backend, Tensor, TensorData};
 
 use super::linear::Linear;
 use super::rope::Rope;
-use crate::qmatmul::QuantMatmul;
 use crate::config::ModelConfig;
 use crate::error::Result;
+use crate::qmatmul::QuantMatmul;
 use crate::weights::Checkpoint;
 
 /// Keys and values of some positions of one layer application: [batch, heads, positions, head_dim].

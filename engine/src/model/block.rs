@@ -8,9 +8,9 @@ use super::attention::{Attention, Kv};
 use super::mlp::GatedMlp;
 use super::norm::RmsNorm;
 use super::rope::Rope;
-use crate::qmatmul::QuantMatmul;
 use crate::config::ModelConfig;
 use crate::error::Result;
+use crate::qmatmul::QuantMatmul;
 use crate::weights::Checkpoint;
 
 #[derive(Module, Debug)]

@@ -144,7 +144,10 @@ impl<B: Backend> RecurrentModel<B> {
                 .expect("f32 data"),
         };
         let linear = |l: &Linear<B>| {
-            let weight = l.weight.as_ref().expect("fresh and trained layers are dense");
+            let weight = l
+                .weight
+                .as_ref()
+                .expect("fresh and trained layers are dense");
             host(weight.val().transpose())
         };
         out.push(("transformer.wte.weight".to_string(), host(self.wte.val())));

@@ -4,9 +4,9 @@ use burn::module::Module;
 use burn::tensor::{activation::silu, backend::Backend, Tensor};
 
 use super::linear::Linear;
-use crate::qmatmul::QuantMatmul;
 use crate::config::ModelConfig;
 use crate::error::Result;
+use crate::qmatmul::QuantMatmul;
 use crate::weights::Checkpoint;
 
 #[derive(Module, Debug)]

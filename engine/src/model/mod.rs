@@ -18,10 +18,10 @@ pub use rope::Rope;
 use burn::module::{Module, Param};
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
-use crate::qmatmul::QuantMatmul;
 use crate::cache::{KvMemory, Slot};
 use crate::config::ModelConfig;
 use crate::error::Result;
+use crate::qmatmul::QuantMatmul;
 use crate::weights::Checkpoint;
 
 #[derive(Module, Debug)]

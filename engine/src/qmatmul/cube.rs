@@ -13,6 +13,8 @@ use crate::quant::{Format, Quantized, GROUP};
 
 /// Up to this many rows a product is a matrix-vector one (decoding).
 const GEMV_MAX_ROWS: usize = 4;
+/// Rows of at most this many groups of 32 go one thread per output (the narrow kernels).
+const NARROW_MAX_GROUPS: u32 = 16;
 /// WebGPU's limit on workgroups along one grid dimension.
 const MAX_GRID: u32 = 65535;
 
@@ -88,83 +90,44 @@ where
                 chunk.mins.clone().map(|m| m.into_primitive().tensor());
             let (cols, offset) = (chunk.n as u32, chunk.col_offset as u32);
             let (x, out) = (x.clone(), out.clone());
+            let gemv = rows as usize <= GEMV_MAX_ROWS;
+            let narrow = gemv && k / GROUP as u32 <= NARROW_MAX_GROUPS;
+            let (count, dim) = if narrow {
+                let count = CubeCount::Static(cols.div_ceil(kernels::GEMV_THREADS), rows, 1);
+                (count, CubeDim::new_1d(kernels::GEMV_THREADS))
+            } else if gemv {
+                let across = cols.min(MAX_GRID / 2);
+                let count = CubeCount::Static(across, cols.div_ceil(across), rows);
+                (count, CubeDim::new_1d(kernels::GEMV_THREADS))
+            } else {
+                let count =
+                    CubeCount::Static(cols.div_ceil(kernels::TN), rows.div_ceil(kernels::TM), 1);
+                (count, CubeDim::new_2d(16, 16))
+            };
+            let q4 = format == Format::Q4;
+            // q8 has no minimums; its kernels ignore the argument.
+            let mins = mins.unwrap_or_else(|| scales.clone());
             // SAFETY: every global read and write in the kernels is guarded by the row and
             // column counts passed with them, and the buffers are contiguous tensors of the
             // lengths those counts imply (checked above and by `upload`).
             unsafe {
-                if rows as usize <= GEMV_MAX_ROWS {
-                    let across = cols.min(MAX_GRID / 2);
-                    let count = CubeCount::Static(across, cols.div_ceil(across), rows);
-                    let dim = CubeDim::new_1d(kernels::GEMV_THREADS);
-                    match (format, mins) {
-                        (Format::Q8, _) => kernels::q8_gemv::launch_unchecked::<R>(
-                            &client,
-                            count,
-                            dim,
-                            x.into_array_arg(),
-                            codes.into_array_arg(),
-                            scales.into_array_arg(),
-                            out.into_array_arg(),
-                            k,
-                            cols,
-                            stride,
-                            offset,
-                        ),
-                        (Format::Q4, Some(mins)) => kernels::q4_gemv::launch_unchecked::<R>(
-                            &client,
-                            count,
-                            dim,
-                            x.into_array_arg(),
-                            codes.into_array_arg(),
-                            scales.into_array_arg(),
-                            mins.into_array_arg(),
-                            out.into_array_arg(),
-                            k,
-                            cols,
-                            stride,
-                            offset,
-                        ),
-                        (Format::Q4, None) => unreachable!("q4 chunks carry their minimums"),
-                    }
-                } else {
-                    let count = CubeCount::Static(
-                        cols.div_ceil(kernels::TN),
-                        rows.div_ceil(kernels::TM),
-                        1,
+                let (x, codes, scales, mins, out) = (
+                    x.into_array_arg(),
+                    codes.into_array_arg(),
+                    scales.into_array_arg(),
+                    mins.into_array_arg(),
+                    out.into_array_arg(),
+                );
+                if gemv {
+                    kernels::gemv::launch_unchecked::<R>(
+                        &client, count, dim, x, codes, scales, mins, out, k, cols, stride, offset,
+                        q4, narrow,
                     );
-                    let dim = CubeDim::new_2d(16, 16);
-                    match (format, mins) {
-                        (Format::Q8, _) => kernels::q8_gemm::launch_unchecked::<R>(
-                            &client,
-                            count,
-                            dim,
-                            x.into_array_arg(),
-                            codes.into_array_arg(),
-                            scales.into_array_arg(),
-                            out.into_array_arg(),
-                            rows,
-                            k,
-                            cols,
-                            stride,
-                            offset,
-                        ),
-                        (Format::Q4, Some(mins)) => kernels::q4_gemm::launch_unchecked::<R>(
-                            &client,
-                            count,
-                            dim,
-                            x.into_array_arg(),
-                            codes.into_array_arg(),
-                            scales.into_array_arg(),
-                            mins.into_array_arg(),
-                            out.into_array_arg(),
-                            rows,
-                            k,
-                            cols,
-                            stride,
-                            offset,
-                        ),
-                        (Format::Q4, None) => unreachable!("q4 chunks carry their minimums"),
-                    }
+                } else {
+                    kernels::gemm::launch_unchecked::<R>(
+                        &client, count, dim, x, codes, scales, mins, out, rows, k, cols, stride,
+                        offset, q4,
+                    );
                 }
             }
         }

@@ -61,7 +61,10 @@ impl<B: Backend> QWeight<B> {
                 transposed[i * n + o] = v;
             }
         }
-        Self::Dense(Tensor::from_data(TensorData::new(transposed, [k, n]), device))
+        Self::Dense(Tensor::from_data(
+            TensorData::new(transposed, [k, n]),
+            device,
+        ))
     }
 }
 
