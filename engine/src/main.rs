@@ -310,10 +310,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, EngineError> {
     }
     print!("{}", bench::table(&rows, work));
     if let Some(path) = &args.json {
-        write_file(
-            path,
-            serde_json::to_vec_pretty(&rows).map_err(|e| EngineError::Setting(e.to_string()))?,
-        )?;
+        write_json(path, &rows)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -490,10 +487,7 @@ fn eval<B: QuantMatmul>(args: &EvalArgs, device: &B::Device) -> Result<ExitCode,
     ))?;
     print!("{}", report.table());
     if let Some(path) = &args.json {
-        write_file(
-            path,
-            serde_json::to_vec_pretty(&report).map_err(|e| EngineError::Setting(e.to_string()))?,
-        )?;
+        write_json(path, &report)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -720,6 +714,13 @@ fn required_tokenizer<B: QuantMatmul>(loaded: &LoadedModel<B>) -> Result<&Tokeni
         .tokenizer
         .as_ref()
         .ok_or_else(|| EngineError::Tokenizer("the model folder has no tokenizer.json".into()))
+}
+
+/// Writes `value` as indented JSON.
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), EngineError> {
+    let bytes =
+        serde_json::to_vec_pretty(value).map_err(|e| EngineError::Setting(e.to_string()))?;
+    write_file(path, bytes)
 }
 
 fn write_file(path: &std::path::Path, bytes: Vec<u8>) -> Result<(), EngineError> {

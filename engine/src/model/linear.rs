@@ -3,10 +3,10 @@
 //! them (see `qmatmul`), and is dequantized once elsewhere.
 
 use burn::module::{Module, Param};
-use burn::tensor::{backend::Backend, Tensor, TensorData};
+use burn::tensor::{backend::Backend, Tensor};
 
 use crate::error::{EngineError, Result};
-use crate::qmatmul::{Packed, QWeight, QuantMatmul, MAX_BINDING_BYTES};
+use crate::qmatmul::{transposed, Packed, QWeight, QuantMatmul, MAX_BINDING_BYTES};
 use crate::weights::Checkpoint;
 
 #[derive(Module, Debug)]
@@ -56,16 +56,7 @@ impl<B: QuantMatmul> Linear<B> {
             });
         }
         let t = ckpt.tensor(name, &[d_out, d_in])?;
-        let mut transposed = vec![0.0f32; d_in * d_out];
-        for o in 0..d_out {
-            for i in 0..d_in {
-                transposed[i * d_out + o] = t.values[o * d_in + i];
-            }
-        }
-        Ok(Self::dense(Tensor::from_data(
-            TensorData::new(transposed, [d_in, d_out]),
-            device,
-        )))
+        Ok(Self::dense(transposed(&t.values, d_out, d_in, device)))
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {

@@ -51,21 +51,27 @@ pub struct Chunk<B: Backend> {
 }
 
 impl<B: Backend> QWeight<B> {
-    /// The matrix dequantized on the host, transposed to [in, out].
+    /// The matrix dequantized on the host.
     pub fn dense(w: &Quantized, device: &B::Device) -> Self {
-        let values = w.dequantize();
-        let (n, k) = (w.rows, w.cols);
-        let mut transposed = vec![0.0f32; k * n];
-        for (o, row) in values.chunks(k).enumerate() {
-            for (i, &v) in row.iter().enumerate() {
-                transposed[i * n + o] = v;
-            }
-        }
-        Self::Dense(Tensor::from_data(
-            TensorData::new(transposed, [k, n]),
-            device,
-        ))
+        Self::Dense(transposed(&w.dequantize(), w.rows, w.cols, device))
     }
+}
+
+/// A checkpoint's [out, in] matrix (row-major `values`) as the [in, out] tensor a product
+/// `x · W` reads.
+pub fn transposed<B: Backend>(
+    values: &[f32],
+    out: usize,
+    d_in: usize,
+    device: &B::Device,
+) -> Tensor<B, 2> {
+    let mut t = vec![0.0f32; d_in * out];
+    for (o, row) in values.chunks(d_in).enumerate() {
+        for (i, &v) in row.iter().enumerate() {
+            t[i * out + o] = v;
+        }
+    }
+    Tensor::from_data(TensorData::new(t, [d_in, out]), device)
 }
 
 pub trait QuantMatmul: Backend {
