@@ -7,8 +7,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
-use loopscope_engine::qmatmul::QuantMatmul;
 use loopscope_engine::folder::{load_files, LoadedModel};
+use loopscope_engine::qmatmul::QuantMatmul;
 use loopscope_engine::trace::PositionTrace;
 use loopscope_engine::{
     EngineError, Finish, ModelConfig, Record, Session, ThinkingSettings, Tokenizer,

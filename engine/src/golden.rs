@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 
@@ -159,9 +159,7 @@ impl GoldenCase {
         let mut out = BTreeMap::new();
 
         // A plain forward pass over the whole sequence, keeping every iteration.
-        let ids: Vec<i64> = self.input_ids.iter().map(|&t| t as i64).collect();
-        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, s]), &device);
-        let embedded = model.prelude_forward(ids, 0, &mut NoMemory);
+        let embedded = model.prelude_forward(&self.input_ids, [1, s], 0, &mut NoMemory);
         out.insert("prelude_out".into(), read(embedded.clone()).await?);
         let mut state =
             Tensor::<B, 3>::from_data(TensorData::new(self.init_state.clone(), [1, s, e]), &device);

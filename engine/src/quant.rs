@@ -125,24 +125,34 @@ impl Quantized {
 
     /// The values the stored codes stand for, row-major.
     pub fn dequantize(&self) -> Vec<f32> {
+        let mut values = Vec::with_capacity(self.rows * self.cols);
+        (0..self.rows).for_each(|r| self.dequantize_row(r, &mut values));
+        values
+    }
+
+    /// Rows `rows` (in that order, repeats allowed), row-major: an embedding lookup.
+    pub fn dequantize_rows(&self, rows: &[u32]) -> Vec<f32> {
+        let mut values = Vec::with_capacity(rows.len() * self.cols);
+        rows.iter()
+            .for_each(|&r| self.dequantize_row(r as usize, &mut values));
+        values
+    }
+
+    fn dequantize_row(&self, r: usize, out: &mut Vec<f32>) {
         let per_row = Self::row_bytes(self.format, self.cols);
         let groups = groups(self.cols);
-        let mut values = Vec::with_capacity(self.rows * self.cols);
-        for r in 0..self.rows {
-            let row = &self.data[r * per_row..(r + 1) * per_row];
-            for c in 0..self.cols {
-                let g = r * groups + c / GROUP;
-                let scale = self.scales[g].to_f32();
-                values.push(match self.format {
-                    Format::Q8 => scale * row[c] as i8 as f32,
-                    Format::Q4 => {
-                        let q = (row[c / 2] >> (4 * (c % 2))) & 0x0f;
-                        self.mins[g].to_f32() + scale * q as f32
-                    }
-                });
-            }
+        let row = &self.data[r * per_row..(r + 1) * per_row];
+        for c in 0..self.cols {
+            let g = r * groups + c / GROUP;
+            let scale = self.scales[g].to_f32();
+            out.push(match self.format {
+                Format::Q8 => scale * row[c] as i8 as f32,
+                Format::Q4 => {
+                    let q = (row[c / 2] >> (4 * (c % 2))) & 0x0f;
+                    self.mins[g].to_f32() + scale * q as f32
+                }
+            });
         }
-        values
     }
 
     /// Whether the parts have the lengths a `rows x cols` matrix needs (a checkpoint is input).
@@ -187,6 +197,21 @@ mod tests {
             let q = Quantized::quantize(format, &[0.0; 40], 1, 40);
             assert_eq!(q.dequantize(), vec![0.0; 40]);
             assert_eq!(q.check(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn looked_up_rows_are_the_dequantized_rows() {
+        let values: Vec<f32> = (0..5 * 40).map(|i| ((i * 37) % 23) as f32 - 11.0).collect();
+        for format in [Format::Q8, Format::Q4] {
+            let q = Quantized::quantize(format, &values, 5, 40);
+            let all = q.dequantize();
+            let picked = q.dequantize_rows(&[3, 0, 3]);
+            let want: Vec<f32> = [3, 0, 3]
+                .iter()
+                .flat_map(|&r| all[r * 40..(r + 1) * 40].to_vec())
+                .collect();
+            assert_eq!(picked, want);
         }
     }
 

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+use burn::tensor::{backend::Backend, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -232,9 +232,7 @@ impl<'m, B: QuantMatmul> Session<'m, B> {
 
         let (initial_states, initial_normed) = snapshot(model, &state, record).await?;
         let mut pending = self.cache.pending();
-        let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
-        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, s]), &device);
-        let embedded = model.prelude_forward(ids, start, &mut pending);
+        let embedded = model.prelude_forward(tokens, [1, s], start, &mut pending);
 
         let mut trackers = vec![ExitTracker::new(criterion, vocab); s];
         let mut records: Vec<Vec<IterationRecord>> = vec![Vec::new(); s];

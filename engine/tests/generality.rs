@@ -16,7 +16,7 @@ mod oracle;
 use std::path::PathBuf;
 
 use burn::backend::NdArray;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use loopscope_engine::cache::NoMemory;
 use loopscope_engine::folder::load_dir;
 use loopscope_engine::golden::GoldenCase;
@@ -140,9 +140,7 @@ struct EngineForward {
 fn engine_forward(model: &RecurrentModel<B>, ids: &[u32], s0: &[f32], r: usize) -> EngineForward {
     let (s, e) = (ids.len(), model.config.n_embd);
     let device = model.device();
-    let ids: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
-    let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, s]), &device);
-    let embedded = model.prelude_forward(ids, 0, &mut NoMemory);
+    let embedded = model.prelude_forward(ids, [1, s], 0, &mut NoMemory);
     let prelude_out = block_on(read(embedded.clone())).unwrap();
     let mut state = Tensor::<B, 3>::from_data(TensorData::new(s0.to_vec(), [1, s, e]), &device);
     let mut latents = vec![s0.to_vec()];

@@ -176,8 +176,14 @@ mod whole_model {
             "matrices stay packed on wgpu"
         );
         assert!(gpu.model.adapter.weight.is_none());
+        let wte = &gpu.model.wte;
+        assert!(
+            wte.weight.is_none() && wte.packed.0.is_some() && wte.rows.is_some(),
+            "the embedding stays codes: on the host for lookups, packed for the tied head"
+        );
         let cpu = load_dir::<NdArray>(dir, &Default::default()).unwrap();
         assert!(cpu.model.adapter.weight.is_some(), "the CPU dequantizes");
+        assert!(cpu.model.wte.weight.is_some());
         for (a, b) in logits(&gpu).iter().zip(logits(&cpu)) {
             let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
             let worst = a

@@ -13,8 +13,8 @@ use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
-use loopscope_engine::qmatmul::QuantMatmul;
 use loopscope_engine::cache::NoMemory;
+use loopscope_engine::qmatmul::QuantMatmul;
 use loopscope_engine::state::random_initial_state;
 use loopscope_engine::RecurrentModel;
 use rand::{Rng, RngExt, SeedableRng};
@@ -104,7 +104,7 @@ pub fn train(
             &device,
         );
         let (no_grad, with_grad) = recipe.sample_depth(&mut rng);
-        let loss = forward_loss(&model, inputs, targets, no_grad, with_grad, &mut rng, 1.0);
+        let loss = forward_loss(&model, &inputs, targets, no_grad, with_grad, &mut rng, 1.0);
         let loss_value: f32 = burn::tensor::ElementConversion::elem(loss.clone().into_scalar());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(recipe.learning_rate_at(step), model, grads);
@@ -158,7 +158,7 @@ pub fn train(
 /// iterations with it (truncated backpropagation through depth).
 pub fn forward_loss<B: AutodiffBackend + QuantMatmul>(
     model: &RecurrentModel<B>,
-    inputs: Tensor<B, 2, Int>,
+    inputs: &[u32],
     targets: Tensor<B, 2, Int>,
     no_grad: usize,
     with_grad: usize,
@@ -168,10 +168,10 @@ pub fn forward_loss<B: AutodiffBackend + QuantMatmul>(
 where
     B::InnerBackend: QuantMatmul,
 {
-    let [b, s] = inputs.dims();
-    let device = inputs.device();
+    let [b, s] = targets.dims();
+    let device = targets.device();
     let e = model.config.n_embd;
-    let embedded = model.prelude_forward(inputs, 0, &mut NoMemory);
+    let embedded = model.prelude_forward(inputs, [b, s], 0, &mut NoMemory);
     let initial = random_initial_state(rng, b * s, &model.config, init_scale);
     let mut state =
         Tensor::<B::InnerBackend, 3>::from_data(TensorData::new(initial, [b, s, e]), &device);
@@ -196,15 +196,15 @@ fn cross_entropy<B: QuantMatmul>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int
     picked.mean().neg()
 }
 
-/// Random windows of the token stream, each starting at a sentence: inputs and the same windows
-/// shifted by one.
+/// Random windows of the token stream, each starting at a sentence: inputs (host ids, row-major
+/// [batch, seq]) and the same windows shifted by one.
 fn batch<B: QuantMatmul>(
     stream: &TokenStream,
     batch_size: usize,
     seq_len: usize,
     rng: &mut impl Rng,
     device: &B::Device,
-) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
+) -> (Vec<u32>, Tensor<B, 2, Int>) {
     let mut inputs = Vec::with_capacity(batch_size * seq_len);
     let mut targets = Vec::with_capacity(batch_size * seq_len);
     let tokens = &stream.tokens;
@@ -212,7 +212,7 @@ fn batch<B: QuantMatmul>(
     let usable = stream.starts.partition_point(|&s| s <= last).max(1);
     for _ in 0..batch_size {
         let start = stream.starts[rng.random_range(0..usable)].min(last);
-        inputs.extend(tokens[start..start + seq_len].iter().map(|&t| t as i64));
+        inputs.extend_from_slice(&tokens[start..start + seq_len]);
         targets.extend(
             tokens[start + 1..start + seq_len + 1]
                 .iter()
@@ -221,7 +221,7 @@ fn batch<B: QuantMatmul>(
     }
     let shape = [batch_size, seq_len];
     (
-        Tensor::from_data(TensorData::new(inputs, shape), device),
+        inputs,
         Tensor::from_data(TensorData::new(targets, shape), device),
     )
 }
@@ -250,8 +250,8 @@ fn validate<B: QuantMatmul>(
                     &mut rng,
                     &device,
                 );
-                let [b, s] = inputs.dims();
-                let embedded = model.prelude_forward(inputs, 0, &mut NoMemory);
+                let [b, s] = targets.dims();
+                let embedded = model.prelude_forward(&inputs, [b, s], 0, &mut NoMemory);
                 let initial = random_initial_state(&mut rng, b * s, &model.config, 1.0);
                 let mut state = Tensor::<B, 3>::from_data(
                     TensorData::new(initial, [b, s, model.config.n_embd]),

@@ -88,7 +88,8 @@ pub fn decode(text: &str) -> Result<Snapshot, LinkError> {
             _ => LinkError::Corrupted,
         })?;
     let malformed = |e: postcard::Error| LinkError::Malformed(e.to_string());
-    let (mut snapshot, mut rest) = postcard::take_from_bytes::<Snapshot>(&body).map_err(malformed)?;
+    let (mut snapshot, mut rest) =
+        postcard::take_from_bytes::<Snapshot>(&body).map_err(malformed)?;
     if version >= 2 {
         let additions: Additions;
         (additions, rest) = postcard::take_from_bytes(rest).map_err(malformed)?;

@@ -97,7 +97,11 @@ fn a_format_1_link_still_opens_without_labels() {
     let snapshot = Snapshot::capture(&g, VIEW, model(), Some(LADDER[0]));
     // Format 1 was the postcard snapshot alone, with no labels after it.
     let body = postcard::to_allocvec(&snapshot).unwrap();
-    let bytes = [vec![1], miniz_oxide::deflate::compress_to_vec_zlib(&body, 9)].concat();
+    let bytes = [
+        vec![1],
+        miniz_oxide::deflate::compress_to_vec_zlib(&body, 9),
+    ]
+    .concat();
     let decoded = decode(&URL_SAFE_NO_PAD.encode(bytes)).unwrap();
     let restored = decoded.generation();
     assert_eq!(restored.tokens.len(), 4);

@@ -109,7 +109,10 @@ pub fn Multiples() -> impl IntoView {
         } else if labelled() == 0 {
             Some("These tokens have no labels (the link predates them); they appear once the model has re-run.".into())
         } else if let Some(shape) = filter.filter(|&s| count(s) == 0) {
-            Some(format!("No token's trajectory is {} in this generation.", shape.name()))
+            Some(format!(
+                "No token's trajectory is {} in this generation.",
+                shape.name()
+            ))
         } else if short > 0 {
             let tokens = if short == 1 { "token" } else { "tokens" };
             Some(format!(
@@ -148,9 +151,7 @@ fn ShapeGroup(shape: Shape) -> impl IntoView {
     let page = expect_context::<Page>();
     let canvas = NodeRef::<Canvas>::new();
     let tokens = move || page.generation.with(|g| members(g, shape));
-    let shown = move || {
-        page.shape_filter.get().is_none_or(|f| f == shape) && !tokens().is_empty()
-    };
+    let shown = move || page.shape_filter.get().is_none_or(|f| f == shape) && !tokens().is_empty();
     Effect::new(move |_| {
         let (pair, selected) = (page.pair.get(), page.selected.get());
         let tokens = tokens();
@@ -222,7 +223,10 @@ fn draw(
             RGBColor(226, 232, 240).stroke_width(1)
         };
         let _ = root.draw(&Rectangle::new(
-            [(x0 + 1, y0 + 1), (x0 + CELL as i32 - 2, y0 + CELL as i32 - 2)],
+            [
+                (x0 + 1, y0 + 1),
+                (x0 + CELL as i32 - 2, y0 + CELL as i32 - 2),
+            ],
             border,
         ));
         let Some(thought) = g.tokens.get(t) else {
@@ -277,7 +281,10 @@ mod tests {
         let a = fit_to_frame(&small, 86.0);
         let b = fit_to_frame(&large, 86.0);
         for (p, q) in a.iter().zip(&b) {
-            assert!((p.0 - q.0).abs() < 1e-3 && (p.1 - q.1).abs() < 1e-3, "{a:?} {b:?}");
+            assert!(
+                (p.0 - q.0).abs() < 1e-3 && (p.1 - q.1).abs() < 1e-3,
+                "{a:?} {b:?}"
+            );
         }
         let reach = a
             .iter()

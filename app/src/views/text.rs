@@ -34,9 +34,7 @@ pub fn GeneratedText() -> impl IntoView {
                     if let Some(label) = &p.label {
                         title = format!("{title}\n{}", label.why);
                     }
-                    let dimmed = move || {
-                        page.shape_filter.get().is_some_and(|f| shape != Some(f))
-                    };
+                    let dimmed = move || page.shape_filter.get().is_some_and(|f| shape != Some(f));
                     let badge = shape.map(|shape| {
                         view! {
                             <sup class="shape" data-testid="shape" data-shape=shape.name()>

@@ -8,6 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::attention::Attention;
 use super::block::SandwichBlock;
+use super::embedding::Embedding;
 use super::linear::Linear;
 use super::mlp::GatedMlp;
 use super::norm::RmsNorm;
@@ -91,7 +92,7 @@ impl<B: Backend> RecurrentModel<B> {
             std,
             out_std: std / (2.0 * depth.max(1) as f32).sqrt(),
         };
-        let wte = Param::from_tensor(init.tensor([config.padded_vocab_size, e], std));
+        let wte = Embedding::dense(init.tensor([config.padded_vocab_size, e], std));
         let prelude = (0..config.n_layers_in_prelude)
             .map(|_| init.block(config))
             .collect();
@@ -150,7 +151,12 @@ impl<B: Backend> RecurrentModel<B> {
                 .expect("fresh and trained layers are dense");
             host(weight.val().transpose())
         };
-        out.push(("transformer.wte.weight".to_string(), host(self.wte.val())));
+        let wte = self
+            .wte
+            .weight
+            .as_ref()
+            .expect("fresh and trained embeddings are dense");
+        out.push(("transformer.wte.weight".to_string(), host(wte.val())));
         for (part, blocks) in [
             ("prelude", &self.prelude),
             ("core_block", &self.core_block),

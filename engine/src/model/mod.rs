@@ -3,6 +3,7 @@
 
 mod attention;
 mod block;
+mod embedding;
 mod init;
 mod linear;
 mod mlp;
@@ -11,12 +12,13 @@ mod rope;
 
 pub use attention::Kv;
 pub use block::SandwichBlock;
+pub use embedding::Embedding;
 pub use linear::Linear;
 pub use norm::RmsNorm;
 pub use rope::Rope;
 
-use burn::module::{Module, Param};
-use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+use burn::module::Module;
+use burn::tensor::{backend::Backend, Tensor};
 
 use crate::cache::{KvMemory, Slot};
 use crate::config::ModelConfig;
@@ -27,7 +29,7 @@ use crate::weights::Checkpoint;
 #[derive(Module, Debug)]
 pub struct RecurrentModel<B: Backend> {
     /// Token embedding [vocab, embd]; also the output head when tied.
-    pub wte: Param<Tensor<B, 2>>,
+    pub wte: Embedding<B>,
     pub prelude: Vec<SandwichBlock<B>>,
     /// Linear(2E -> E) applied to concat[state, prelude output] before each core iteration.
     pub adapter: Linear<B>,
@@ -46,7 +48,6 @@ impl<B: QuantMatmul> RecurrentModel<B> {
     /// head is tied (the published Huginn-0125 shards store it a second time).
     pub fn load(config: &ModelConfig, ckpt: &Checkpoint, device: &B::Device) -> Result<Self> {
         let (e, v) = (config.n_embd, config.padded_vocab_size);
-        let wte = ckpt.tensor("transformer.wte.weight", &[v, e])?;
         let blocks = |part: &str, n: usize| {
             (0..n)
                 .map(|i| {
@@ -60,10 +61,7 @@ impl<B: QuantMatmul> RecurrentModel<B> {
             Some(Linear::load(ckpt, "lm_head.weight", e, v, device)?)
         };
         Ok(Self {
-            wte: Param::from_tensor(Tensor::from_data(
-                TensorData::new(wte.values, [v, e]),
-                device,
-            )),
+            wte: Embedding::load(ckpt, "transformer.wte.weight", v, e, device)?,
             prelude: blocks("prelude", config.n_layers_in_prelude)?,
             adapter: Linear::load(ckpt, "transformer.adapter.weight", 2 * e, e, device)?,
             core_block: blocks("core_block", config.n_layers_in_recurrent_block)?,
@@ -81,23 +79,19 @@ impl<B: QuantMatmul> RecurrentModel<B> {
     }
 
     pub fn device(&self) -> B::Device {
-        self.wte.val().device()
+        self.ln_f.weight.val().device()
     }
 
-    /// e = Prelude(wte[ids] * embed_scale) for ids [batch, seq] starting at position `start`.
+    /// e = Prelude(wte[ids] * embed_scale) for `ids` (row-major [batch, seq]) starting at
+    /// position `start`.
     pub fn prelude_forward(
         &self,
-        ids: Tensor<B, 2, Int>,
+        ids: &[u32],
+        shape: [usize; 2],
         start: usize,
         memory: &mut impl KvMemory<B>,
     ) -> Tensor<B, 3> {
-        let [b, s] = ids.dims();
-        let e = self.config.n_embd;
-        let embedded = self
-            .wte
-            .val()
-            .select(0, ids.reshape([b * s]))
-            .reshape([b, s, e]);
+        let embedded = self.wte.lookup(ids, shape, &self.device());
         let mut x = embedded * self.config.embed_scale();
         for (layer, block) in self.prelude.iter().enumerate() {
             x = run_block(block, x, &self.rope, start, Slot::Prelude(layer), memory);
@@ -148,11 +142,9 @@ impl<B: QuantMatmul> RecurrentModel<B> {
             Some(head) => head.forward(x),
             None => {
                 let [b, s, e] = x.dims();
-                let wte = self.wte.val();
-                let v = wte.dims()[0];
-                x.reshape([b * s, e])
-                    .matmul(wte.transpose())
-                    .reshape([b, s, v])
+                let logits = self.wte.head(x.reshape([b * s, e]));
+                let v = logits.dims()[1];
+                logits.reshape([b, s, v])
             }
         }
     }
