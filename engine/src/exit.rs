@@ -140,6 +140,18 @@ pub struct LatentStep {
     pub dot: f32,
 }
 
+impl From<&[f32]> for LatentStep {
+    /// From the four values `latent_steps` computes per position: [delta, norm, prev_norm, dot].
+    fn from(v: &[f32]) -> Self {
+        Self {
+            delta: v[0],
+            norm: v[1],
+            prev_norm: v[2],
+            dot: v[3],
+        }
+    }
+}
+
 /// What one position has seen so far, to turn the next iteration into a criterion value.
 #[derive(Debug, Clone)]
 pub struct ExitTracker {

@@ -12,7 +12,8 @@ use crate::error::{EngineError, Result};
 use crate::exit::{entropy, ExitCriterion};
 use crate::model::RecurrentModel;
 use crate::qmatmul::QuantMatmul;
-use crate::session::{read, Session};
+use crate::readback::read;
+use crate::session::Session;
 use crate::settings::ThinkingSettings;
 use crate::trace::Record;
 

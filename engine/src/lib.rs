@@ -18,6 +18,7 @@ pub mod qmatmul;
 pub mod quant;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod quantize;
+pub mod readback;
 pub mod sampling;
 pub mod session;
 pub mod settings;

@@ -13,9 +13,10 @@ use crate::error::{EngineError, Result};
 use crate::exit::{ExitCriterion, ExitTracker, LatentStep};
 use crate::model::RecurrentModel;
 use crate::qmatmul::QuantMatmul;
+use crate::readback::{read, Batch, Parts};
 use crate::settings::ThinkingSettings;
 use crate::state::random_initial_state;
-use crate::trace::{top_tokens, Exit, IterationRecord, PositionTrace, Record, Trace};
+use crate::trace::{top_tokens, Exit, IterationRecord, PositionTrace, Record, TopToken, Trace};
 
 /// The outcome of feeding tokens: the next token and the final logits it was chosen from.
 #[derive(Debug, Clone)]
@@ -230,13 +231,14 @@ impl<'m, B: QuantMatmul> Session<'m, B> {
             }
         };
 
-        let (initial_states, initial_normed) = snapshot(model, &state, record).await?;
+        let mut batch = Batch::default();
+        let initial = Snapshot::queue(model, &state, record, &mut batch).await?;
         let mut pending = self.cache.pending();
         let embedded = model.prelude_forward(tokens, [1, s], start, &mut pending);
 
         let mut trackers = vec![ExitTracker::new(criterion, vocab); s];
-        let mut records: Vec<Vec<IterationRecord>> = vec![Vec::new(); s];
-        let mut logits: Option<Vec<f32>> = None;
+        let mut steps: Vec<PendingStep> = Vec::new();
+        let mut last_lens: Option<Part> = None;
         let mut iterations = 0;
         let mut exit = if criterion == ExitCriterion::None {
             Exit::Fixed
@@ -253,40 +255,46 @@ impl<'m, B: QuantMatmul> Session<'m, B> {
                 &mut pending,
             );
             iterations = iteration + 1;
-            logits = match need_lens {
-                true => Some(read(model.coda_forward(state.clone(), start, &mut pending)).await?),
+            // What the exit criterion reads comes back now; what only the trace wants waits.
+            let lens = match need_lens {
+                true => {
+                    let logits = model.coda_forward(state.clone(), start, &mut pending);
+                    Some(Part::fetch(logits, criterion.needs_lens(), &mut batch).await?)
+                }
                 false => None,
             };
             let latents = match need_latents {
-                true => Some(read(latent_steps(&previous, &state)).await?),
+                true => {
+                    let steps = latent_steps(&previous, &state);
+                    Some(Part::fetch(steps, criterion.needs_latents(), &mut batch).await?)
+                }
                 false => None,
             };
-            let (states, normed) = snapshot(model, &state, record).await?;
-            let mut last_value = None;
-            for p in 0..s {
-                let lens = logits.as_ref().map(|l| &l[p * vocab..(p + 1) * vocab]);
-                let latent = latents.as_ref().map(|l| LatentStep {
-                    delta: l[4 * p],
-                    norm: l[4 * p + 1],
-                    prev_norm: l[4 * p + 2],
-                    dot: l[4 * p + 3],
+            let snapshot = Snapshot::queue(model, &state, record, &mut batch).await?;
+            let values: Vec<Option<f32>> = (0..s)
+                .map(|p| {
+                    let lens = lens.as_ref().and_then(|l| l.host(p, vocab));
+                    let latent = latents
+                        .as_ref()
+                        .and_then(|l| l.host(p, 4))
+                        .map(LatentStep::from);
+                    trackers[p].observe(lens, latent)
+                })
+                .collect();
+            let last_value = values[s - 1];
+            if recording {
+                steps.push(PendingStep {
+                    snapshot,
+                    lens: (lens.as_ref())
+                        .filter(|_| record.lens_top_k > 0)
+                        .map(|l| l.for_trace(s, vocab, record.lens_top_k)),
+                    latents: (latents.as_ref())
+                        .filter(|_| record.deltas)
+                        .map(|l| l.for_trace(s, 4, 0)),
+                    values,
                 });
-                let value = trackers[p].observe(lens, latent);
-                last_value = value;
-                if recording {
-                    let row = |v: &Vec<f32>| v[p * e..(p + 1) * e].to_vec();
-                    records[p].push(IterationRecord {
-                        state: states.as_ref().map(row),
-                        normed: normed.as_ref().map(row),
-                        delta: latent.filter(|_| record.deltas).map(|l| l.delta),
-                        norm: latent.filter(|_| record.deltas).map(|l| l.norm),
-                        exit_value: value.filter(|_| record.exit_values),
-                        lens: lens
-                            .filter(|_| record.lens_top_k > 0)
-                            .map(|r| top_tokens(r, record.lens_top_k)),
-                    });
-                }
             }
+            last_lens = lens;
             if let Some(pause) = &self.pause {
                 pause().await;
             }
@@ -296,16 +304,20 @@ impl<'m, B: QuantMatmul> Session<'m, B> {
             }
         }
         // The lens of the last iteration is the output; without a lens, run the coda once now.
-        let logits = match logits {
-            Some(l) => l,
-            None => read(model.coda_forward(state.clone(), start, &mut pending)).await?,
+        let output = match last_lens {
+            Some(lens) => lens,
+            None => {
+                let logits = model.coda_forward(state.clone(), start, &mut pending);
+                Part::fetch(logits, false, &mut batch).await?
+            }
         };
         let writes = pending.finish();
         self.cache.commit(writes, iterations);
         self.trace.cache_bytes = self.cache.bytes();
         self.last_state = Some(state.narrow(1, s - 1, 1));
 
-        let last_logits = logits[(s - 1) * vocab..].to_vec();
+        let parts = batch.finish().await?;
+        let last_logits = output.values(&parts)[(s - 1) * vocab..].to_vec();
         let next = self
             .trace
             .settings
@@ -314,6 +326,23 @@ impl<'m, B: QuantMatmul> Session<'m, B> {
         if start == 0 {
             self.trace.prompt_len = s;
         }
+        let mut records: Vec<Vec<IterationRecord>> = vec![Vec::new(); s];
+        for step in &steps {
+            for (p, steps) in records.iter_mut().enumerate() {
+                let latent = step
+                    .latents
+                    .as_ref()
+                    .map(|l| LatentStep::from(l.position(&parts, p, 4)));
+                steps.push(IterationRecord {
+                    state: step.snapshot.states.map(|i| row(parts.get(i), p, e)),
+                    normed: step.snapshot.normed.map(|i| row(parts.get(i), p, e)),
+                    delta: latent.map(|l| l.delta),
+                    norm: latent.map(|l| l.norm),
+                    exit_value: step.values[p].filter(|_| record.exit_values),
+                    lens: (step.lens.as_ref()).map(|l| l.top(&parts, p, vocab, record.lens_top_k)),
+                });
+            }
+        }
         for (p, steps) in records.into_iter().enumerate() {
             self.trace.positions.push(PositionTrace {
                 position: start + p,
@@ -321,12 +350,8 @@ impl<'m, B: QuantMatmul> Session<'m, B> {
                 next: (p == s - 1).then_some(next),
                 iterations,
                 exit,
-                initial_state: initial_states
-                    .as_ref()
-                    .map(|v| v[p * e..(p + 1) * e].to_vec()),
-                initial_normed: initial_normed
-                    .as_ref()
-                    .map(|v| v[p * e..(p + 1) * e].to_vec()),
+                initial_state: initial.states.map(|i| row(parts.get(i), p, e)),
+                initial_normed: initial.normed.map(|i| row(parts.get(i), p, e)),
                 steps,
             });
         }
@@ -337,21 +362,118 @@ impl<'m, B: QuantMatmul> Session<'m, B> {
     }
 }
 
-/// Host copies of the state and of ln_f(state), as far as `record` asks for them.
-async fn snapshot<B: QuantMatmul>(
-    model: &RecurrentModel<B>,
-    state: &Tensor<B, 3>,
-    record: Record,
-) -> Result<(Option<Vec<f32>>, Option<Vec<f32>>)> {
-    let raw = match record.states {
-        true => Some(read(state.clone()).await?),
-        false => None,
-    };
-    let normed = match record.normed {
-        true => Some(read(model.ln_f.forward(state.clone())).await?),
-        false => None,
-    };
-    Ok((raw, normed))
+/// The state and ln_f(state), queued as far as `record` asks for them.
+struct Snapshot {
+    states: Option<usize>,
+    normed: Option<usize>,
+}
+
+impl Snapshot {
+    async fn queue<B: QuantMatmul>(
+        model: &RecurrentModel<B>,
+        state: &Tensor<B, 3>,
+        record: Record,
+        batch: &mut Batch<B>,
+    ) -> Result<Self> {
+        let states = match record.states {
+            true => Some(batch.queue(state.clone()).await?),
+            false => None,
+        };
+        let normed = match record.normed {
+            true => Some(batch.queue(model.ln_f.forward(state.clone())).await?),
+            false => None,
+        };
+        Ok(Self { states, normed })
+    }
+}
+
+/// Per-position values of one iteration ([positions, width] row-major): read at once because
+/// the exit criterion needs them, or queued for the end of the token.
+enum Part {
+    Host(Vec<f32>),
+    Queued(usize),
+}
+
+impl Part {
+    async fn fetch<B: QuantMatmul>(
+        tensor: Tensor<B, 3>,
+        now: bool,
+        batch: &mut Batch<B>,
+    ) -> Result<Self> {
+        Ok(match now {
+            true => Self::Host(read(tensor).await?),
+            false => Self::Queued(batch.queue(tensor).await?),
+        })
+    }
+
+    /// Position `p`'s values if they are on the host already.
+    fn host(&self, p: usize, width: usize) -> Option<&[f32]> {
+        match self {
+            Self::Host(values) => Some(&values[p * width..(p + 1) * width]),
+            Self::Queued(_) => None,
+        }
+    }
+
+    fn values<'a>(&'a self, parts: &'a Parts) -> &'a [f32] {
+        match self {
+            Self::Host(values) => values,
+            Self::Queued(part) => parts.get(*part),
+        }
+    }
+
+    fn position<'a>(&'a self, parts: &'a Parts, p: usize, width: usize) -> &'a [f32] {
+        &self.values(parts)[p * width..(p + 1) * width]
+    }
+
+    /// What the trace keeps: read lens logits shrink to their top tokens at once, so a long
+    /// prompt does not hold positions x vocabulary floats per iteration on the host.
+    fn for_trace(&self, positions: usize, width: usize, top_k: usize) -> TracePart {
+        match self {
+            Self::Host(values) if top_k > 0 => TracePart::Top(
+                values
+                    .chunks(width)
+                    .take(positions)
+                    .map(|logits| top_tokens(logits, top_k))
+                    .collect(),
+            ),
+            Self::Host(values) => TracePart::Values(Part::Host(values.clone())),
+            Self::Queued(part) => TracePart::Values(Part::Queued(*part)),
+        }
+    }
+}
+
+/// One iteration waiting for the batch to finish before it becomes `IterationRecord`s.
+struct PendingStep {
+    snapshot: Snapshot,
+    lens: Option<TracePart>,
+    latents: Option<TracePart>,
+    /// The exit criterion's value per position.
+    values: Vec<Option<f32>>,
+}
+
+enum TracePart {
+    Values(Part),
+    Top(Vec<Vec<TopToken>>),
+}
+
+impl TracePart {
+    fn position<'a>(&'a self, parts: &'a Parts, p: usize, width: usize) -> &'a [f32] {
+        match self {
+            Self::Values(part) => part.position(parts, p, width),
+            Self::Top(_) => unreachable!("only lens logits shrink to top tokens"),
+        }
+    }
+
+    fn top(&self, parts: &Parts, p: usize, vocab: usize, k: usize) -> Vec<TopToken> {
+        match self {
+            Self::Top(top) => top[p].clone(),
+            Self::Values(part) => top_tokens(part.position(parts, p, vocab), k),
+        }
+    }
+}
+
+fn row(values: &[f32], p: usize, width: usize) -> Vec<f32> {
+    values[p * width..(p + 1) * width].to_vec()
 }
 
 /// Per position: [|s - prev|, |s|, |prev|, <s, prev>] as [1, positions, 4].
@@ -363,15 +485,4 @@ fn latent_steps<B: QuantMatmul>(previous: &Tensor<B, 3>, state: &Tensor<B, 3>) -
         vec![delta, norm(state.clone()), norm(previous.clone()), dot],
         2,
     )
-}
-
-/// Reads a tensor back to the host; asynchronous because WebGPU cannot block.
-pub async fn read<B: QuantMatmul, const D: usize>(tensor: Tensor<B, D>) -> Result<Vec<f32>> {
-    let data = tensor
-        .into_data_async()
-        .await
-        .map_err(|e| EngineError::Readback(format!("{e:?}")))?;
-    data.convert::<f32>()
-        .into_vec::<f32>()
-        .map_err(|e| EngineError::Readback(format!("{e:?}")))
 }

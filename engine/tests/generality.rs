@@ -20,7 +20,7 @@ use burn::tensor::{Tensor, TensorData};
 use loopscope_engine::cache::NoMemory;
 use loopscope_engine::folder::load_dir;
 use loopscope_engine::golden::GoldenCase;
-use loopscope_engine::session::read;
+use loopscope_engine::readback::read;
 use loopscope_engine::{block_on, Record, RecurrentModel, Session, ThinkingSettings};
 use oracle::{
     max_abs_diff, random_states, random_tokens, write_folder, DType, Forward, Layout, Oracle, Spec,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use burn::backend::NdArray;
 use loopscope_engine::folder::load_dir;
+use loopscope_engine::readback::reads_on_this_thread;
 use loopscope_engine::trace::Exit;
 use loopscope_engine::{
     block_on, ExitCriterion, Finish, Record, RecurrentModel, Sampling, Session, ThinkingSettings,
@@ -120,6 +121,32 @@ fn recording_fills_every_requested_field_per_iteration() {
             assert!((delta - step.delta.unwrap()).abs() < 1e-3 * delta.max(1.0));
             assert!(step.exit_value.is_some());
         }
+    }
+}
+
+#[test]
+fn a_token_reads_back_once_plus_what_the_exit_criterion_needs() {
+    let model = model();
+    let fixed = ThinkingSettings {
+        exit: ExitCriterion::None,
+        ..sampled(5)
+    };
+    let before = reads_on_this_thread();
+    let (trace, _) = generate(&model, fixed, Record::everything(5), 4);
+    assert_eq!(trace.positions.len(), 5 + 3);
+    assert_eq!(
+        reads_on_this_thread() - before,
+        4,
+        "every recorded state, lens and delta of a token comes back in one transfer"
+    );
+
+    // The KL criterion reads the lens after every iteration; the recording still costs one more.
+    for (record, extra) in [(Record::everything(5), 1), (Record::default(), 0)] {
+        let before = reads_on_this_thread();
+        let (trace, _) = generate(&model, sampled(5), record, 4);
+        // One feed per picked token: the prompt's last position, then each fed token.
+        let want: usize = trace.generated().map(|p| p.iterations + extra).sum();
+        assert_eq!(reads_on_this_thread() - before, want, "{record:?}");
     }
 }
 
