@@ -15,7 +15,7 @@ use loopscope_engine::dynamics::{Census, Dynamics, TokenKind};
 use loopscope_engine::folder::{load_dir, LoadedModel};
 use loopscope_engine::golden::GoldenCase;
 use loopscope_engine::qmatmul::QuantMatmul;
-use loopscope_engine::quantize::quantize_folder;
+use loopscope_engine::quantize::{quantize_folder, SHARD_BYTES};
 use loopscope_engine::trace::{Exit, PositionTrace};
 use loopscope_engine::{
     block_on, EngineError, ExitCriterion, Finish, Record, Sampling, Session, ThinkingSettings,
@@ -354,7 +354,7 @@ fn quantize(input: &Path, output: &Path, format: QuantFormat) -> Result<ExitCode
         QuantFormat::Q4 => quant::Format::Q4,
     };
     let mb = |b: u64| b as f64 / 1e6;
-    let converted = quantize_folder(input, output, format, |done, total, name| {
+    let converted = quantize_folder(input, output, format, SHARD_BYTES, |done, total, name| {
         let filled = (30 * done / total.max(1)) as usize;
         eprint!(
             "\r[{}{}] {:5.1}% {:.1}/{:.1} MB {name:<48.48}",

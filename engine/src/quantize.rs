@@ -8,12 +8,13 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use memmap2::Mmap;
+use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{json, Value};
 
 use crate::error::{EngineError, Result};
 use crate::quant::{is_quantized, Format, Quantization, Quantized, GROUP, MINS, QWEIGHT, SCALES};
-use crate::weights::{to_f32, weight_file_names, SINGLE_FILE};
+use crate::weights::{to_f32, weight_file_names, INDEX_FILE, SINGLE_FILE};
 
 const CONFIG: &str = "config.json";
 /// Files the engine reads that a conversion keeps as they are: the tokenizer and the held-out
@@ -128,12 +129,53 @@ fn header(parts: &[&Part]) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Converts the folder `input` to `output` in `format`, calling `progress(done, total, name)`
-/// with input bytes after each tensor.
+/// Largest output file `loopscope quantize` writes. A browser holds each file in one buffer, and
+/// one allocation in wasm32 stays below 2 GiB; a 1 GiB cap leaves room to spare.
+pub const SHARD_BYTES: usize = 1 << 30;
+
+/// Consecutive tensors grouped into files of at most `max_bytes` (a larger tensor alone).
+fn shard(planned: &[Planned], max_bytes: usize) -> Vec<Vec<&Planned>> {
+    let mut shards: Vec<Vec<&Planned>> = vec![Vec::new()];
+    let mut filled = 0;
+    for tensor in planned {
+        let bytes: usize = tensor.parts.iter().map(|p| p.bytes).sum();
+        if filled + bytes > max_bytes && filled > 0 {
+            shards.push(Vec::new());
+            filled = 0;
+        }
+        filled += bytes;
+        shards.last_mut().expect("one shard at least").push(tensor);
+    }
+    shards
+}
+
+/// The bytes of `tensor`'s stored parts, in the order of `tensor.parts`.
+fn stored_parts(format: Format, tensor: &Planned, view: &TensorView) -> Result<Vec<Vec<u8>>> {
+    if !tensor.quantize {
+        return Ok(vec![view.data().to_vec()]);
+    }
+    let values = to_f32(view.dtype(), view.data()).map_err(|message| EngineError::Tensor {
+        name: tensor.name.clone(),
+        message,
+    })?;
+    let (rows, cols) = (view.shape()[0], view.shape()[1]);
+    let q = Quantized::quantize(format, &values, rows, cols);
+    let halves = |v: &[half::f16]| v.iter().flat_map(|h| h.to_le_bytes()).collect();
+    let mut parts = vec![q.data, halves(&q.scales)];
+    if format == Format::Q4 {
+        parts.push(halves(&q.mins));
+    }
+    Ok(parts)
+}
+
+/// Converts the folder `input` to `output` in `format`, in one `model.safetensors` or, past
+/// `max_file_bytes`, in shards with an index. Calls `progress(done, total, name)` with input
+/// bytes after each tensor.
 pub fn quantize_folder(
     input: &Path,
     output: &Path,
     format: Format,
+    max_file_bytes: usize,
     mut progress: impl FnMut(u64, u64, &str),
 ) -> Result<Converted> {
     let config_path = input.join(CONFIG);
@@ -184,42 +226,52 @@ pub fn quantize_folder(
     planned.sort_by(|a, b| a.name.cmp(&b.name));
 
     std::fs::create_dir_all(output).map_err(io(output))?;
-    let out_path = output.join(SINGLE_FILE);
-    let mut out = BufWriter::new(File::create(&out_path).map_err(io(&out_path))?);
-    let parts: Vec<&Part> = planned.iter().flat_map(|p| &p.parts).collect();
-    let head = header(&parts)?;
-    out.write_all(&head).map_err(io(&out_path))?;
+    let shards = shard(&planned, max_file_bytes);
+    let file_names: Vec<String> = match shards.len() {
+        1 => vec![SINGLE_FILE.to_string()],
+        n => (1..=n)
+            .map(|i| format!("model-{i:05}-of-{n:05}.safetensors"))
+            .collect(),
+    };
     let total: u64 = maps.iter().map(|m| m.len() as u64).sum();
     let mut done = 0u64;
-    for tensor in &planned {
-        let view = parsed[tensor.file]
-            .tensor(&tensor.name)
-            .map_err(|e| weights_error(&names[tensor.file], e))?;
-        let bytes: Vec<Vec<u8>> = if tensor.quantize {
-            let values =
-                to_f32(view.dtype(), view.data()).map_err(|message| EngineError::Tensor {
-                    name: tensor.name.clone(),
-                    message,
-                })?;
-            let (rows, cols) = (view.shape()[0], view.shape()[1]);
-            let q = Quantized::quantize(format, &values, rows, cols);
-            let halves = |v: &[half::f16]| v.iter().flat_map(|h| h.to_le_bytes()).collect();
-            let mut parts = vec![q.data, halves(&q.scales)];
-            if format == Format::Q4 {
-                parts.push(halves(&q.mins));
-            }
-            parts
-        } else {
-            vec![view.data().to_vec()]
-        };
-        for (part, data) in tensor.parts.iter().zip(&bytes) {
-            debug_assert_eq!(part.bytes, data.len(), "{}", part.name);
-            out.write_all(data).map_err(io(&out_path))?;
+    let mut weight_map = serde_json::Map::new();
+    let mut bytes_out = 0;
+    for (tensors, file_name) in shards.iter().zip(&file_names) {
+        let out_path = output.join(file_name);
+        let mut out = BufWriter::new(File::create(&out_path).map_err(io(&out_path))?);
+        let parts: Vec<&Part> = tensors.iter().flat_map(|p| &p.parts).collect();
+        for part in &parts {
+            weight_map.insert(part.name.clone(), Value::from(file_name.as_str()));
         }
-        done += view.data().len() as u64;
-        progress(done, total, &tensor.name);
+        out.write_all(&header(&parts)?).map_err(io(&out_path))?;
+        for tensor in tensors {
+            let view = parsed[tensor.file]
+                .tensor(&tensor.name)
+                .map_err(|e| weights_error(&names[tensor.file], e))?;
+            for (part, data) in tensor
+                .parts
+                .iter()
+                .zip(stored_parts(format, tensor, &view)?)
+            {
+                debug_assert_eq!(part.bytes, data.len(), "{}", part.name);
+                out.write_all(&data).map_err(io(&out_path))?;
+            }
+            done += view.data().len() as u64;
+            progress(done, total, &tensor.name);
+        }
+        out.flush().map_err(io(&out_path))?;
+        bytes_out += std::fs::metadata(&out_path).map_err(io(&out_path))?.len();
     }
-    out.flush().map_err(io(&out_path))?;
+    if file_names.len() > 1 {
+        let index = json!({ "metadata": { "total_size": bytes_out }, "weight_map": weight_map });
+        let index_path = output.join(INDEX_FILE);
+        std::fs::write(
+            &index_path,
+            serde_json::to_vec_pretty(&index).map_err(|e| weights_error(INDEX_FILE, e))?,
+        )
+        .map_err(io(&index_path))?;
+    }
 
     config["quantization"] = serde_json::to_value(Quantization {
         format,
@@ -237,7 +289,6 @@ pub fn quantize_folder(
             std::fs::copy(input.join(name), output.join(name)).map_err(io(output))?;
         }
     }
-    let bytes_out = std::fs::metadata(&out_path).map_err(io(&out_path))?.len();
     Ok(Converted {
         tensors: planned.len(),
         quantized: planned.iter().filter(|p| p.quantize).count(),

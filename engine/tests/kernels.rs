@@ -134,7 +134,7 @@ mod whole_model {
     use loopscope_engine::folder::{load_dir, LoadedModel};
     use loopscope_engine::qmatmul::QuantMatmul;
     use loopscope_engine::quant::Format;
-    use loopscope_engine::quantize::quantize_folder;
+    use loopscope_engine::quantize::{quantize_folder, SHARD_BYTES};
     use loopscope_engine::{block_on, Record, Session, ThinkingSettings};
 
     const PROMPTS: [&str; 3] = [
@@ -210,6 +210,7 @@ mod whole_model {
             &model_dir("loopscope-tiny"),
             out.path(),
             Format::Q4,
+            SHARD_BYTES,
             |_, _, _| {},
         )
         .unwrap();

@@ -8,7 +8,7 @@ use burn::backend::NdArray;
 use loopscope_engine::folder::{load_dir, LoadedModel};
 use loopscope_engine::golden::GoldenCase;
 use loopscope_engine::quant::Format;
-use loopscope_engine::quantize::quantize_folder;
+use loopscope_engine::quantize::{quantize_folder, SHARD_BYTES};
 use loopscope_engine::{block_on, EngineError, Record, Session, ThinkingSettings};
 
 type B = NdArray;
@@ -94,7 +94,7 @@ fn quantized_folders_load_and_stay_close_to_f32() {
     {
         let dir = out.path().join(format!("{format:?}"));
         let mut calls = 0;
-        let converted = quantize_folder(&shipped(), &dir, format, |done, total, _| {
+        let converted = quantize_folder(&shipped(), &dir, format, SHARD_BYTES, |done, total, _| {
             assert!(done <= total);
             calls += 1;
         })
@@ -118,12 +118,57 @@ fn quantized_folders_load_and_stay_close_to_f32() {
 }
 
 #[test]
+fn past_the_file_cap_the_output_is_sharded_with_an_index() {
+    let out = tempfile::tempdir().unwrap();
+    let (single, sharded) = (out.path().join("single"), out.path().join("sharded"));
+    let cap = 200_000;
+    quantize_folder(&shipped(), &single, Format::Q8, SHARD_BYTES, |_, _, _| {}).unwrap();
+    let converted = quantize_folder(&shipped(), &sharded, Format::Q8, cap, |_, _, _| {}).unwrap();
+    assert!(!sharded.join("model.safetensors").exists());
+    let index: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(sharded.join("model.safetensors.index.json")).unwrap(),
+    )
+    .unwrap();
+    let mut files: Vec<&str> = index["weight_map"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    files.sort();
+    files.dedup();
+    assert!(files.len() >= 4, "0.9 MB in 200 KB files: {files:?}");
+    let mut total = 0;
+    for file in &files {
+        let bytes = std::fs::metadata(sharded.join(file)).unwrap().len();
+        total += bytes;
+        // Only a tensor larger than the cap (the 512 x 128 embedding is not) may pass it.
+        assert!(bytes <= cap as u64 + 4096, "{file}: {bytes} bytes");
+    }
+    assert_eq!(total, converted.bytes_out);
+    assert_eq!(index["metadata"]["total_size"], total);
+    let a = load_dir::<B>(&single, &Default::default()).unwrap();
+    let b = load_dir::<B>(&sharded, &Default::default()).unwrap();
+    assert_eq!(
+        predictions(&a),
+        predictions(&b),
+        "the same tensors, split across files"
+    );
+}
+
+#[test]
 fn an_already_quantized_folder_is_refused() {
     let out = tempfile::tempdir().unwrap();
     let q8 = out.path().join("q8");
-    quantize_folder(&shipped(), &q8, Format::Q8, |_, _, _| {}).unwrap();
-    let err =
-        quantize_folder(&q8, &out.path().join("again"), Format::Q4, |_, _, _| {}).unwrap_err();
+    quantize_folder(&shipped(), &q8, Format::Q8, SHARD_BYTES, |_, _, _| {}).unwrap();
+    let err = quantize_folder(
+        &q8,
+        &out.path().join("again"),
+        Format::Q4,
+        SHARD_BYTES,
+        |_, _, _| {},
+    )
+    .unwrap_err();
     assert!(
         matches!(&err, EngineError::Config(m) if m.contains("already quantized")),
         "{err}"
@@ -134,7 +179,14 @@ fn an_already_quantized_folder_is_refused() {
 #[test]
 fn the_page_model_is_the_shipped_one_quantized_to_q8() {
     let out = tempfile::tempdir().unwrap();
-    quantize_folder(&shipped(), out.path(), Format::Q8, |_, _, _| {}).unwrap();
+    quantize_folder(
+        &shipped(),
+        out.path(),
+        Format::Q8,
+        SHARD_BYTES,
+        |_, _, _| {},
+    )
+    .unwrap();
     let page = shipped().with_file_name("loopscope-tiny-q8");
     for file in [
         "config.json",
@@ -183,7 +235,7 @@ fn on_the_golden_inputs_quantized_models_stay_close_to_f32() {
     // top token of q4 (KL 4e-3) flips more often than on a trained model's prompts.
     for (format, max_kl, min_same) in [(Format::Q8, 1e-4, 1.0), (Format::Q4, 1e-2, 0.6)] {
         let dir = out.path().join(format!("{format:?}"));
-        quantize_folder(&fixture, &dir, format, |_, _, _| {}).unwrap();
+        quantize_folder(&fixture, &dir, format, SHARD_BYTES, |_, _, _| {}).unwrap();
         let loaded = load_dir::<B>(&dir, &Default::default()).unwrap();
         let (kl, same) = closeness(&reference, &golden_predictions(&loaded, &case));
         println!("golden inputs, {format:?}: KL {kl:.2e}, top-1 agreement {same:.2}");
