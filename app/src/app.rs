@@ -91,6 +91,7 @@ async fn load_model(page: Page, source: ModelSource, name: String) {
         ModelSource::Picked(files) => (files.clone(), false),
     };
     let bytes: u64 = files.values().map(|f| f.len() as u64).sum();
+    let names: Vec<String> = files.keys().cloned().collect();
     let model = ModelRef {
         source: match &source {
             ModelSource::Url(url) => url.clone(),
@@ -137,7 +138,7 @@ async fn load_model(page: Page, source: ModelSource, name: String) {
         }
         Err(e) => {
             if let ModelSource::Url(url) = &source {
-                forget(url).await;
+                forget(url, &names).await;
             }
             fail(page, format!("not a model folder: {e}"));
         }

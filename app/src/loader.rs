@@ -4,13 +4,15 @@
 use std::collections::HashMap;
 
 use js_sys::{Reflect, Uint8Array};
+use loopscope_engine::weights::{shard_names, INDEX_FILE, SINGLE_FILE};
 use thiserror::Error;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Cache, FileList, Request, RequestInit, Response, ResponseInit};
 
-/// The folder's files the page needs; the tokenizer is required to turn a prompt into tokens.
-pub const FOLDER_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
+/// The folder's files besides the weights; the tokenizer is required to turn a prompt into
+/// tokens. The weights are `model.safetensors`, or the shards `model.safetensors.index.json` names.
+const FOLDER_FILES: [&str; 2] = ["config.json", "tokenizer.json"];
 const CACHE_NAME: &str = "loopscope-models";
 /// Header stored with a cached file: the server's validator when it was downloaded.
 const VALIDATOR_HEADER: &str = "x-loopscope-validator";
@@ -29,6 +31,8 @@ pub enum LoadError {
     MissingFile { missing: String },
     #[error("the browser refused: {0}")]
     Browser(String),
+    #[error("not a model folder: {0}")]
+    Index(String),
 }
 
 fn browser(e: JsValue) -> LoadError {
@@ -55,29 +59,57 @@ pub async fn fetch_folder(
 ) -> Result<Fetched, LoadError> {
     let base = base.trim_end_matches('/');
     let cache = open_cache().await;
+    let mut names: Vec<String> = FOLDER_FILES.map(String::from).to_vec();
+    let mut files = HashMap::new();
+    let mut from_cache = true;
+    // Sharded weights come with an index naming the shards; without one, a single file.
+    let index_url = format!("{base}/{INDEX_FILE}");
+    match open(&index_url, cache.as_ref()).await {
+        // Servers that answer every unknown path with the page itself (single-page fallbacks,
+        // `trunk serve` among them) mean: no index here.
+        Ok(index) if is_html(&index.response) => names.push(SINGLE_FILE.to_string()),
+        Ok(index) => {
+            let bytes = keep(&index, &index_url, cache.as_ref(), |_| {}).await?;
+            from_cache &= index.cached;
+            names.extend(shard_names(&bytes).map_err(|e| LoadError::Index(e.to_string()))?);
+            files.insert(INDEX_FILE.to_string(), bytes);
+        }
+        Err(LoadError::Http { status: 404, .. }) => names.push(SINGLE_FILE.to_string()),
+        Err(e) => return Err(e),
+    }
     let mut sources = Vec::new();
-    for name in FOLDER_FILES {
+    for name in names {
         let url = format!("{base}/{name}");
-        sources.push((name, url.clone(), open(&url, cache.as_ref()).await?));
+        let source = open(&url, cache.as_ref()).await?;
+        sources.push((name, url, source));
     }
     let total = sources.iter().map(|(_, _, s)| s.length).sum();
     let mut progress = Progress { loaded: 0, total };
     on_progress(progress);
-    let mut files = HashMap::new();
-    let mut from_cache = true;
     for (name, url, source) in sources {
-        let bytes = read_body(&source.response, |n| {
+        let bytes = keep(&source, &url, cache.as_ref(), |n| {
             progress.loaded += n;
             on_progress(progress);
         })
         .await?;
         from_cache &= source.cached;
-        if let (Some(cache), false) = (&cache, source.cached) {
-            store(cache, &url, &bytes, source.validator.as_deref()).await;
-        }
-        files.insert(name.to_string(), bytes);
+        files.insert(name, bytes);
     }
     Ok(Fetched { files, from_cache })
+}
+
+/// Reads `source` and puts a fresh download in the cache.
+async fn keep(
+    source: &Source,
+    url: &str,
+    cache: Option<&Cache>,
+    on_chunk: impl FnMut(u64),
+) -> Result<Vec<u8>, LoadError> {
+    let bytes = read_body(&source.response, source.length, on_chunk).await?;
+    if let (Some(cache), false) = (cache, source.cached) {
+        store(cache, url, &bytes, source.validator.as_deref()).await;
+    }
+    Ok(bytes)
 }
 
 /// Reads the files a user picked (a folder's `config.json`, `tokenizer.json` and weights).
@@ -173,6 +205,11 @@ fn validator(response: &Response) -> Option<String> {
         .or_else(|| get("content-length").map(|l| format!("length {l}")))
 }
 
+fn is_html(response: &Response) -> bool {
+    let kind = response.headers().get("content-type").ok().flatten();
+    kind.is_some_and(|k| k.starts_with("text/html"))
+}
+
 fn content_length(response: &Response) -> u64 {
     response
         .headers()
@@ -185,6 +222,7 @@ fn content_length(response: &Response) -> u64 {
 
 async fn read_body(
     response: &Response,
+    length: u64,
     mut on_chunk: impl FnMut(u64),
 ) -> Result<Vec<u8>, LoadError> {
     let Some(body) = response.body() else {
@@ -194,7 +232,9 @@ async fn read_body(
         .get_reader()
         .dyn_into()
         .map_err(|e| browser(e.into()))?;
-    let mut bytes = Vec::new();
+    // Sized up front: growing by doubling would ask a 1 GiB shard for 2 GiB, more than one
+    // wasm32 allocation can hold.
+    let mut bytes = Vec::with_capacity(length as usize);
     loop {
         let chunk = JsFuture::from(reader.read()).await.map_err(browser)?;
         let done = Reflect::get(&chunk, &"done".into())
@@ -242,10 +282,11 @@ async fn store(cache: &Cache, url: &str, bytes: &[u8], validator: Option<&str>) 
     }
 }
 
-/// Evicts a folder whose files turned out not to be a model, so it is fetched again next time.
-pub async fn forget(base: &str) {
+/// Evicts the files `names` of the folder at `base` when they turned out not to be a model, so
+/// they are fetched again next time.
+pub async fn forget(base: &str, names: &[String]) {
     if let Some(cache) = open_cache().await {
-        for name in FOLDER_FILES {
+        for name in names {
             let url = format!("{}/{name}", base.trim_end_matches('/'));
             let _ = JsFuture::from(cache.delete_with_str(&url)).await;
         }

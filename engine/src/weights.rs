@@ -36,15 +36,7 @@ impl Checkpoint {
     /// either `model.safetensors`, or `model.safetensors.index.json` and the shards it names.
     pub fn from_files(mut files: HashMap<String, Vec<u8>>) -> Result<Self> {
         let names: Vec<String> = if let Some(index) = files.remove(INDEX_FILE) {
-            let index: ShardIndex =
-                serde_json::from_slice(&index).map_err(|e| EngineError::Weights {
-                    file: INDEX_FILE.into(),
-                    message: e.to_string(),
-                })?;
-            let mut shards: Vec<String> = index.weight_map.into_values().collect();
-            shards.sort();
-            shards.dedup();
-            shards
+            shard_names(&index)?
         } else {
             vec![SINGLE_FILE.to_string()]
         };
@@ -205,16 +197,29 @@ pub fn weight_file_names(dir: &std::path::Path) -> Result<Vec<String>> {
     if !dir.join(INDEX_FILE).exists() {
         return Ok(vec![SINGLE_FILE.to_string()]);
     }
-    let index: ShardIndex =
-        serde_json::from_slice(&read_file(&dir.join(INDEX_FILE))?).map_err(|e| {
-            EngineError::Weights {
-                file: INDEX_FILE.into(),
-                message: e.to_string(),
-            }
-        })?;
+    shard_names(&read_file(&dir.join(INDEX_FILE))?)
+}
+
+/// The shard files a `model.safetensors.index.json` names, sorted. Names are plain file names in
+/// the folder: an index that points elsewhere is refused (a page fetches what it names).
+pub fn shard_names(index: &[u8]) -> Result<Vec<String>> {
+    let bad = |message: String| EngineError::Weights {
+        file: INDEX_FILE.into(),
+        message,
+    };
+    let index: ShardIndex = serde_json::from_slice(index).map_err(|e| bad(e.to_string()))?;
     let mut shards: Vec<String> = index.weight_map.into_values().collect();
     shards.sort();
     shards.dedup();
+    if let Some(odd) = shards
+        .iter()
+        .find(|s| s.is_empty() || s.contains(['/', '\\']) || s.starts_with('.'))
+    {
+        return Err(bad(format!("names `{odd}`, not a file in the folder")));
+    }
+    if shards.is_empty() {
+        return Err(bad("names no shards".into()));
+    }
     Ok(shards)
 }
 
@@ -273,4 +278,32 @@ pub fn write_safetensors(tensors: &[(String, HostTensor)], bf16: bool) -> Result
         file: SINGLE_FILE.into(),
         message: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_names_its_shards_once_each_and_only_files_in_the_folder() {
+        let index = br#"{"weight_map": {"a": "model-00002-of-00002.safetensors",
+            "b": "model-00001-of-00002.safetensors", "c": "model-00002-of-00002.safetensors"}}"#;
+        assert_eq!(
+            shard_names(index).unwrap(),
+            [
+                "model-00001-of-00002.safetensors",
+                "model-00002-of-00002.safetensors"
+            ]
+        );
+        for bad in [
+            r#"{"weight_map": {"a": "../secret"}}"#,
+            r#"{"weight_map": {"a": "https://elsewhere/x"}}"#,
+            r#"{"weight_map": {}}"#,
+            r#"{"shards": 3}"#,
+            "not json",
+        ] {
+            let error = shard_names(bad.as_bytes()).unwrap_err().to_string();
+            assert!(error.contains(INDEX_FILE), "{bad}: {error}");
+        }
+    }
 }
