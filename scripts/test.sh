@@ -19,3 +19,15 @@ scripts/build-page.sh
 node tests/browser/page.mjs dist
 node tests/browser/share.mjs dist
 node tests/browser/shapes.mjs dist
+
+# A Huginn-0125-shaped checkpoint (the published dims and layout, random bf16 weights in 4
+# shards, 7.8 GB) converted to q4 (2.2 GB in 1 GiB shards) and loaded by the page's model picker.
+huginn=$(mktemp -d "${TMPDIR:-/var/tmp}/loopscope-huginn.XXXXXX")
+trap 'rm -rf "$huginn"' EXIT
+cargo run --quiet --locked --release -p loopscope-engine --features wgpu --example random_checkpoint -- \
+    engine/examples/huginn-0125-config.json "$huginn/bf16" 4
+cargo run --quiet --locked --release -p loopscope-engine --features wgpu --bin loopscope -- \
+    quantize --in "$huginn/bf16" --out "$huginn/q4" --format q4
+rm -rf "$huginn/bf16"
+cp public/models/loopscope-tiny/tokenizer.json "$huginn/q4/"
+node tests/browser/huginn.mjs dist "$huginn/q4"

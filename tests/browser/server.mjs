@@ -1,5 +1,6 @@
 // A static server for the built page (dist/), plus two routes the bad-input checks need:
 // /no-model/* answers 404 and /not-a-model/* answers 200 with text that is not a model.
+// `mounts` serves more folders: { '/name/': '/path/to/folder' }.
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -9,15 +10,16 @@ const TYPES = {
   '.json': 'application/json', '.safetensors': 'application/octet-stream', '.png': 'image/png',
 };
 
-export function serve(root) {
+export function serve(root, mounts = {}) {
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://localhost');
     if (url.pathname.startsWith('/not-a-model/')) {
       res.writeHead(200, { 'content-type': 'text/plain' });
       return res.end(req.method === 'HEAD' ? undefined : 'this is not a model');
     }
-    let file = path.join(root, decodeURIComponent(url.pathname));
-    if (!file.startsWith(root)) { res.writeHead(403); return res.end(); }
+    const [prefix, folder] = Object.entries(mounts).find(([p]) => url.pathname.startsWith(p)) ?? ['/', root];
+    let file = path.join(folder, decodeURIComponent(url.pathname.slice(prefix.length - 1)));
+    if (!file.startsWith(folder)) { res.writeHead(403); return res.end(); }
     if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, 'index.html');
     if (!fs.existsSync(file)) { res.writeHead(404); return res.end('not found'); }
     const stat = fs.statSync(file);
