@@ -108,7 +108,13 @@ async fn load_model(page: Page, source: ModelSource, name: String) {
             BackendKind::Cpu
         }
     };
-    match Engine::load(files, kind).await {
+    // On the CPU the model warms up within the load. On WebGPU a warm-up would also compile
+    // every kernel, which for a large model takes longer than the load itself.
+    let loaded = match Engine::load(files, kind).await {
+        Ok(engine) if kind == BackendKind::Cpu => engine.warm_up().await.map(|()| engine),
+        other => other,
+    };
+    match loaded {
         Ok(engine) => {
             let mean = engine.config().mean_recurrence;
             set_engine(Some(Rc::new(engine)));

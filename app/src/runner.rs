@@ -11,13 +11,13 @@ use loopscope_engine::folder::{load_files, LoadedModel};
 use loopscope_engine::qmatmul::QuantMatmul;
 use loopscope_engine::trace::PositionTrace;
 use loopscope_engine::{
-    EngineError, Finish, ModelConfig, Record, Session, ThinkingSettings, Tokenizer,
+    EngineError, ExitCriterion, Finish, ModelConfig, Record, Session, ThinkingSettings, Tokenizer,
 };
 
 use crate::backend::{init_webgpu, BackendKind, Cpu, Gpu};
 
 /// What the page records per iteration: ln_f(s_i) for the trajectories, the exit value and the
-/// logit lens' top 5. Raw states would only double the read-backs.
+/// logit lens' top 5. Raw states would only double what comes back.
 pub const RECORD: Record = Record {
     states: false,
     normed: true,
@@ -60,6 +60,20 @@ impl Engine {
             Self::Gpu(m) => m.tokenizer.as_ref(),
             Self::Cpu(m) => m.tokenizer.as_ref(),
         }
+    }
+
+    /// One token at one iteration, so that the first real run does not pay for compiling the
+    /// wasm code it calls (the browser compiles each function on its first call): on the CPU
+    /// that made the first token's frames 300-400 ms long.
+    pub async fn warm_up(&self) -> Result<(), EngineError> {
+        let settings = ThinkingSettings {
+            steps: 1,
+            exit: ExitCriterion::None,
+            ..ThinkingSettings::default()
+        };
+        self.generate("The cat", settings, 1, |_| true)
+            .await
+            .map(|_| ())
     }
 
     /// Generates from `prompt`, calling `on_token` with each generated token's position (and
