@@ -63,8 +63,8 @@ impl Engine {
     }
 
     /// One token at one iteration, so that the first real run does not pay for compiling the
-    /// wasm code it calls (the browser compiles each function on its first call): on the CPU
-    /// that made the first token's frames 300-400 ms long.
+    /// wasm code it calls (the browser compiles each function on its first call): on the CPU the
+    /// first run's model work between yields took about 100 ms instead of 30-40.
     pub async fn warm_up(&self) -> Result<(), EngineError> {
         let settings = ThinkingSettings {
             steps: 1,
