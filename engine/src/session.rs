@@ -326,23 +326,7 @@ impl<'m, B: QuantMatmul> Session<'m, B> {
         if start == 0 {
             self.trace.prompt_len = s;
         }
-        let mut records: Vec<Vec<IterationRecord>> = vec![Vec::new(); s];
-        for step in &steps {
-            for (p, steps) in records.iter_mut().enumerate() {
-                let latent = step
-                    .latents
-                    .as_ref()
-                    .map(|l| LatentStep::from(l.position(&parts, p, 4)));
-                steps.push(IterationRecord {
-                    state: step.snapshot.states.map(|i| row(parts.get(i), p, e)),
-                    normed: step.snapshot.normed.map(|i| row(parts.get(i), p, e)),
-                    delta: latent.map(|l| l.delta),
-                    norm: latent.map(|l| l.norm),
-                    exit_value: step.values[p].filter(|_| record.exit_values),
-                    lens: (step.lens.as_ref()).map(|l| l.top(&parts, p, vocab, record.lens_top_k)),
-                });
-            }
-        }
+        let records = PendingStep::records(&steps, &parts, s, [e, vocab], record);
         for (p, steps) in records.into_iter().enumerate() {
             self.trace.positions.push(PositionTrace {
                 position: start + p,
@@ -449,6 +433,36 @@ struct PendingStep {
     latents: Option<TracePart>,
     /// The exit criterion's value per position.
     values: Vec<Option<f32>>,
+}
+
+impl PendingStep {
+    /// Every position's `IterationRecord`s, once the batch is on the host.
+    fn records(
+        steps: &[Self],
+        parts: &Parts,
+        positions: usize,
+        [e, vocab]: [usize; 2],
+        record: Record,
+    ) -> Vec<Vec<IterationRecord>> {
+        let mut records: Vec<Vec<IterationRecord>> = vec![Vec::new(); positions];
+        for step in steps {
+            for (p, steps) in records.iter_mut().enumerate() {
+                let latent = step
+                    .latents
+                    .as_ref()
+                    .map(|l| LatentStep::from(l.position(parts, p, 4)));
+                steps.push(IterationRecord {
+                    state: step.snapshot.states.map(|i| row(parts.get(i), p, e)),
+                    normed: step.snapshot.normed.map(|i| row(parts.get(i), p, e)),
+                    delta: latent.map(|l| l.delta),
+                    norm: latent.map(|l| l.norm),
+                    exit_value: step.values[p].filter(|_| record.exit_values),
+                    lens: (step.lens.as_ref()).map(|l| l.top(parts, p, vocab, record.lens_top_k)),
+                });
+            }
+        }
+        records
+    }
 }
 
 enum TracePart {
