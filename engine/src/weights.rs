@@ -75,15 +75,20 @@ impl Checkpoint {
     pub fn tensor(&self, name: &str, expected: &[usize]) -> Result<HostTensor> {
         let tensor = self.tensor_any_shape(name)?;
         if tensor.shape != expected {
-            return Err(EngineError::Tensor {
-                name: name.into(),
-                message: format!(
-                    "has shape {:?}, the config implies {:?}",
-                    tensor.shape, expected
-                ),
-            });
+            return Err(shape_mismatch(name, &tensor.shape, expected));
         }
         Ok(tensor)
+    }
+
+    /// `quantized`, checking the matrix is `expected` ([rows, cols] as stored).
+    pub fn quantized_matrix(&self, name: &str, expected: [usize; 2]) -> Result<Option<Quantized>> {
+        let quantized = self.quantized(name)?;
+        if let Some(q) = &quantized {
+            if [q.rows, q.cols] != expected {
+                return Err(shape_mismatch(name, &[q.rows, q.cols], &expected));
+            }
+        }
+        Ok(quantized)
     }
 
     /// Loads one tensor as f32 whatever its shape.
@@ -188,6 +193,13 @@ fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
         path: path.display().to_string(),
         source,
     })
+}
+
+fn shape_mismatch(name: &str, found: &[usize], expected: &[usize]) -> EngineError {
+    EngineError::Tensor {
+        name: name.into(),
+        message: format!("has shape {found:?}, the config implies {expected:?}"),
+    }
 }
 
 /// The safetensors files holding a folder's weights: the shards its index names, or the single

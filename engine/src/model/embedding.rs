@@ -11,8 +11,8 @@ use std::sync::Arc;
 use burn::module::{Module, Param};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
-use crate::error::{EngineError, Result};
-use crate::qmatmul::{Packed, QWeight, QuantMatmul, MAX_BINDING_BYTES};
+use crate::error::Result;
+use crate::qmatmul::{Packed, QuantMatmul, MAX_BINDING_BYTES};
 use crate::quant::Quantized;
 use crate::weights::Checkpoint;
 
@@ -45,31 +45,18 @@ impl<B: QuantMatmul> Embedding<B> {
         embd: usize,
         device: &B::Device,
     ) -> Result<Self> {
-        let Some(quantized) = ckpt.quantized(name)? else {
+        let Some(quantized) = ckpt.quantized_matrix(name, [vocab, embd])? else {
             let t = ckpt.tensor(name, &[vocab, embd])?;
-            return Ok(Self::dense(Tensor::from_data(
-                TensorData::new(t.values, [vocab, embd]),
-                device,
-            )));
+            return Ok(Self::dense(rows_tensor(t.values, [vocab, embd], device)));
         };
-        if (quantized.rows, quantized.cols) != (vocab, embd) {
-            return Err(EngineError::Tensor {
-                name: name.into(),
-                message: format!(
-                    "has shape {:?}, the config implies {:?}",
-                    [quantized.rows, quantized.cols],
-                    [vocab, embd]
-                ),
-            });
+        if !B::packs(&quantized) {
+            let values = quantized.dequantize();
+            return Ok(Self::dense(rows_tensor(values, [vocab, embd], device)));
         }
-        Ok(match B::upload(&quantized, device, MAX_BINDING_BYTES) {
-            // Dequantized as [embd, vocab], the layout of a head; the lookup wants rows.
-            QWeight::Dense(head) => Self::dense(head.transpose()),
-            packed => Self {
-                weight: None,
-                packed: Packed(Some(packed)),
-                rows: Some(Arc::new(quantized)),
-            },
+        Ok(Self {
+            weight: None,
+            packed: Packed(Some(B::upload(&quantized, device, MAX_BINDING_BYTES))),
+            rows: Some(Arc::new(quantized)),
         })
     }
 
@@ -104,4 +91,12 @@ impl<B: QuantMatmul> Embedding<B> {
             (None, None) => unreachable!("an embedding holds its rows one way or the other"),
         }
     }
+}
+
+fn rows_tensor<B: Backend>(
+    values: Vec<f32>,
+    shape: [usize; 2],
+    device: &B::Device,
+) -> Tensor<B, 2> {
+    Tensor::from_data(TensorData::new(values, shape), device)
 }

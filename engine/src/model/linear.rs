@@ -5,7 +5,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 use crate::qmatmul::{transposed, Packed, QWeight, QuantMatmul, MAX_BINDING_BYTES};
 use crate::weights::Checkpoint;
 
@@ -36,17 +36,7 @@ impl<B: QuantMatmul> Linear<B> {
         d_out: usize,
         device: &B::Device,
     ) -> Result<Self> {
-        if let Some(quantized) = ckpt.quantized(name)? {
-            if (quantized.rows, quantized.cols) != (d_out, d_in) {
-                return Err(EngineError::Tensor {
-                    name: name.into(),
-                    message: format!(
-                        "has shape {:?}, the config implies {:?}",
-                        [quantized.rows, quantized.cols],
-                        [d_out, d_in]
-                    ),
-                });
-            }
+        if let Some(quantized) = ckpt.quantized_matrix(name, [d_out, d_in])? {
             return Ok(match B::upload(&quantized, device, MAX_BINDING_BYTES) {
                 QWeight::Dense(weight) => Self::dense(weight),
                 packed => Self {

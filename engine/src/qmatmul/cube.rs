@@ -25,8 +25,12 @@ where
     I: IntElement,
     BT: BoolElement,
 {
+    fn packs(w: &Quantized) -> bool {
+        packable(w)
+    }
+
     fn upload(w: &Quantized, device: &Self::Device, max_binding_bytes: usize) -> QWeight<Self> {
-        if !packable(w) {
+        if !Self::packs(w) {
             return QWeight::dense(w, device);
         }
         let (n, k) = (w.rows, w.cols);

@@ -75,6 +75,12 @@ pub fn transposed<B: Backend>(
 }
 
 pub trait QuantMatmul: Backend {
+    /// Whether `upload` keeps `w` as codes on the device (otherwise it dequantizes).
+    fn packs(w: &Quantized) -> bool {
+        let _ = w;
+        false
+    }
+
     /// Places `w` ([out, in] as stored) where `qlinear` reads it, in buffers of at most
     /// `max_binding_bytes`.
     fn upload(w: &Quantized, device: &Self::Device, max_binding_bytes: usize) -> QWeight<Self> {
