@@ -136,26 +136,25 @@ pub fn is_held_out(problem: &Problem) -> bool {
     z % 10 == 0
 }
 
-/// `sentences` sentences of the training split, one per line (each ends with `\n`): a
-/// [`FILLER_SHARE`] of filler, the rest spread evenly over the families. The same seed gives the same text.
-pub fn training_text(seed: u64, sentences: usize) -> String {
+/// `sentences` sentences of the training split, one per line (each ends with `\n`): a share
+/// `filler_share` of filler, the rest spread evenly over the families. The same seed gives the same text.
+pub fn training_text(seed: u64, sentences: usize, filler_share: f64) -> String {
     let mut text = String::new();
-    for (_, sentence) in training_sentences(seed).take(sentences) {
+    for (_, sentence) in training_sentences(seed, filler_share).take(sentences) {
         text.push_str(&sentence);
         text.push('\n');
     }
     text
 }
 
-/// Share of training sentences without a computation: enough that easy tokens sit next to hard
-/// ones, few enough that a small compute budget goes mostly to the answers.
-pub const FILLER_SHARE: f64 = 0.25;
-
 /// Training sentences with the problem behind each (`None` for filler).
-fn training_sentences(seed: u64) -> impl Iterator<Item = (Option<Problem>, String)> {
+fn training_sentences(
+    seed: u64,
+    filler_share: f64,
+) -> impl Iterator<Item = (Option<Problem>, String)> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     std::iter::repeat_with(move || {
-        if rng.random_bool(FILLER_SHARE) {
+        if rng.random_bool(filler_share) {
             return (None, filler(&mut rng));
         }
         let family = *Family::ALL.choose(&mut rng).expect("families exist");
@@ -568,8 +567,8 @@ mod tests {
 
     #[test]
     fn same_seed_same_data() {
-        assert_eq!(training_text(7, 500), training_text(7, 500));
-        assert_ne!(training_text(7, 500), training_text(8, 500));
+        assert_eq!(training_text(7, 500, 0.25), training_text(7, 500, 0.25));
+        assert_ne!(training_text(7, 500, 0.25), training_text(8, 500, 0.25));
         assert_eq!(test_set(3, 50), test_set(3, 50));
     }
 
@@ -654,12 +653,12 @@ mod tests {
 
     #[test]
     fn test_problems_never_reach_training() {
-        for (problem, _) in training_sentences(11).take(50_000) {
+        for (problem, _) in training_sentences(11, 0.25).take(50_000) {
             if let Some(problem) = problem {
                 assert!(!is_held_out(&problem), "{problem:?}");
             }
         }
-        let train: HashSet<String> = training_text(11, 50_000)
+        let train: HashSet<String> = training_text(11, 50_000, 0.25)
             .lines()
             .map(String::from)
             .collect();
@@ -703,7 +702,15 @@ mod tests {
 
     #[test]
     fn every_family_and_filler_appear() {
-        let sentences: Vec<_> = training_sentences(5).take(4000).collect();
+        let filler_count = |share| {
+            training_sentences(5, share)
+                .take(4000)
+                .filter(|(p, _)| p.is_none())
+                .count()
+        };
+        let few = filler_count(0.1);
+        assert!((300..500).contains(&few), "{few} filler sentences at 10%");
+        let sentences: Vec<_> = training_sentences(5, 0.25).take(4000).collect();
         let filler = sentences.iter().filter(|(p, _)| p.is_none()).count();
         assert!((850..1150).contains(&filler), "{filler} filler sentences");
         for family in Family::ALL {

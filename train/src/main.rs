@@ -9,9 +9,10 @@ mod vocab;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use burn::module::AutodiffModule;
+use burn::backend::NdArray;
 use clap::Parser;
 use loopscope_engine::weights::write_safetensors;
+use loopscope_engine::RecurrentModel;
 use thiserror::Error;
 
 use crate::recipe::Recipe;
@@ -89,13 +90,14 @@ fn run(args: Args) -> Result<(), TrainError> {
     std::fs::create_dir_all(&args.out).map_err(|e| TrainError::io(&args.out, e))?;
 
     eprintln!("corpus: {} sentences", recipe.corpus_sentences);
-    let corpus = data::training_text(recipe.seed, recipe.corpus_sentences);
+    let corpus = data::training_text(recipe.seed, recipe.corpus_sentences, recipe.filler_share);
     let tokenizer = vocab::train_tokenizer(&corpus, recipe.vocab_size)?;
     let vocab_size = tokenizer.get_vocab_size(true);
     // Validation text comes from another seed: the same distribution, other sentences.
     let validation = data::training_text(
         recipe.seed ^ 0x5eed_0f_7a11,
         (recipe.corpus_sentences / 50).max(64),
+        recipe.filler_share,
     );
     let train_tokens = vocab::encode(&tokenizer, &corpus)?;
     let val_tokens = vocab::encode(&tokenizer, &validation)?;
@@ -104,53 +106,73 @@ fn run(args: Args) -> Result<(), TrainError> {
         train_tokens.tokens.len()
     );
 
-    let Some(model) = trainer::train(
+    let folder = ModelFolder {
+        dir: &args.out,
+        recipe: &recipe,
+        tokenizer: &tokenizer,
+        eval_per_family: args.eval_per_family,
+    };
+    let finished = trainer::train(
         &recipe,
         vocab_size,
         &train_tokens,
         &val_tokens,
         &run_dir,
         args.stop_at,
-    )?
-    else {
+        |model| folder.write(model),
+    )?;
+    if finished {
+        eprintln!("wrote {}", args.out.display());
+    } else {
         eprintln!(
             "stopped at step {}; run the same command again to resume",
             args.stop_at.unwrap_or_default()
         );
-        return Ok(());
-    };
-    let model = model.valid();
-
-    let write = |name: &str, bytes: &[u8]| {
-        let path = args.out.join(name);
-        std::fs::write(&path, bytes).map_err(|e| TrainError::io(&path, e))
-    };
-    write(
-        "config.json",
-        serde_json::to_string_pretty(&model.config)
-            .expect("plain data")
-            .as_bytes(),
-    )?;
-    write(
-        "model.safetensors",
-        &write_safetensors(&model.named_tensors(), false)?,
-    )?;
-    write(
-        "recipe.json",
-        serde_json::to_string_pretty(&recipe)
-            .expect("plain data")
-            .as_bytes(),
-    )?;
-    vocab::save(&tokenizer, &args.out.join("tokenizer.json"))?;
-    let mut eval = Vec::new();
-    data::write_eval_jsonl(
-        &data::test_set(recipe.seed, args.eval_per_family),
-        &mut eval,
-    )
-    .map_err(|e| TrainError::io(&args.out.join("eval.jsonl"), e))?;
-    write("eval.jsonl", &eval)?;
-    eprintln!("wrote {}", args.out.display());
+    }
     Ok(())
+}
+
+/// The model folder a run writes: the engine's layout plus the recipe and the held-out examples.
+struct ModelFolder<'a> {
+    dir: &'a Path,
+    recipe: &'a Recipe,
+    tokenizer: &'a tokenizers::Tokenizer,
+    eval_per_family: usize,
+}
+
+impl ModelFolder<'_> {
+    /// Writes every file for `model`: called at each validation, so that the folder can be
+    /// evaluated or opened in the page while the run goes on, and at the end.
+    fn write(&self, model: &RecurrentModel<NdArray>) -> Result<(), TrainError> {
+        let write = |name: &str, bytes: &[u8]| {
+            let path = self.dir.join(name);
+            std::fs::write(&path, bytes).map_err(|e| TrainError::io(&path, e))
+        };
+        write(
+            "config.json",
+            serde_json::to_string_pretty(&model.config)
+                .expect("plain data")
+                .as_bytes(),
+        )?;
+        write(
+            "model.safetensors",
+            &write_safetensors(&model.named_tensors(), false)?,
+        )?;
+        write(
+            "recipe.json",
+            serde_json::to_string_pretty(self.recipe)
+                .expect("plain data")
+                .as_bytes(),
+        )?;
+        vocab::save(self.tokenizer, &self.dir.join("tokenizer.json"))?;
+        let mut eval = Vec::new();
+        data::write_eval_jsonl(
+            &data::test_set(self.recipe.seed, self.eval_per_family),
+            &mut eval,
+        )
+        .map_err(|e| TrainError::io(&self.dir.join("eval.jsonl"), e))?;
+        write("eval.jsonl", &eval)
+    }
 }
 
 /// `--out public/models/NAME` checkpoints in `runs/NAME`: outside the shipped folder, ignored by git.

@@ -24,6 +24,9 @@ pub struct Recipe {
     pub vocab_size: usize,
     /// Sentences in the generated training corpus.
     pub corpus_sentences: usize,
+    /// Share of corpus sentences without a computation (easy tokens next to hard ones).
+    #[serde(default = "default_filler_share")]
+    pub filler_share: f64,
     pub batch_size: usize,
     pub seq_len: usize,
     pub steps: usize,
@@ -92,6 +95,11 @@ impl Recipe {
         let k = r.min(self.mean_backprop_depth);
         (r - k, k)
     }
+}
+
+/// The share every recipe used before it was a setting, so older recipes repeat their corpus.
+fn default_filler_share() -> f64 {
+    0.25
 }
 
 fn standard_normal(rng: &mut impl Rng) -> f64 {

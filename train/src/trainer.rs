@@ -43,8 +43,9 @@ pub struct Validation {
 }
 
 /// Trains from `train_tokens`, checkpointing under `run_dir`; resumes from the last checkpoint
-/// there when one exists. Returns the trained model, or `None` when `stop_at` ended the run
-/// early (checkpointed, so that the next call resumes it exactly).
+/// there when one exists. `snapshot` receives the model at every validation and at the end.
+/// Returns whether the run finished, `false` when `stop_at` ended it early (checkpointed, so
+/// that the next call resumes it exactly).
 pub fn train(
     recipe: &Recipe,
     vocab: usize,
@@ -52,7 +53,8 @@ pub fn train(
     val_tokens: &TokenStream,
     run_dir: &Path,
     stop_at: Option<usize>,
-) -> Result<Option<RecurrentModel<TrainBackend>>, TrainError> {
+    mut snapshot: impl FnMut(&RecurrentModel<NdArray>) -> Result<(), TrainError>,
+) -> Result<bool, TrainError> {
     let device = Default::default();
     let config = recipe.model_config(vocab);
     let needed = recipe.seq_len + 2;
@@ -126,7 +128,8 @@ pub fn train(
             );
         }
         if progress.step % recipe.eval_every == 0 || progress.step == recipe.steps {
-            let validation = validate(&model.valid(), recipe, val_tokens, progress.step);
+            let trained = model.valid();
+            let validation = validate(&trained, recipe, val_tokens, progress.step);
             let shown: Vec<String> = validation
                 .losses
                 .iter()
@@ -134,6 +137,7 @@ pub fn train(
                 .collect();
             eprintln!("validation at step {}: {}", progress.step, shown.join("  "));
             checkpoint.append_validation(&validation)?;
+            snapshot(&trained)?;
         }
         let stopping = stop_at == Some(progress.step) && progress.step < recipe.steps;
         if progress.step % recipe.checkpoint_every == 0 || progress.step == recipe.steps || stopping
@@ -148,10 +152,14 @@ pub fn train(
             checkpoint.save_progress(&progress)?;
         }
         if stopping {
-            return Ok(None);
+            return Ok(false);
         }
     }
-    Ok(Some(model))
+    if first_step == recipe.steps {
+        // Resumed after the last step: the folder may predate this call.
+        snapshot(&model.valid())?;
+    }
+    Ok(true)
 }
 
 /// Cross-entropy of the model run for `no_grad` iterations without gradient, then `with_grad`

@@ -105,7 +105,7 @@ mod tests {
 
     fn tokenizer() -> &'static Tokenizer {
         static TOKENIZER: OnceLock<Tokenizer> = OnceLock::new();
-        TOKENIZER.get_or_init(|| train_tokenizer(&training_text(1, 20_000), VOCAB).unwrap())
+        TOKENIZER.get_or_init(|| train_tokenizer(&training_text(1, 20_000, 0.25), VOCAB).unwrap())
     }
 
     fn ids(text: &str) -> Vec<u32> {
@@ -121,7 +121,7 @@ mod tests {
         let size = tokenizer().get_vocab_size(true);
         assert!((300..=VOCAB).contains(&size), "{size} tokens");
         assert!(tokenizer().token_to_id(EOS).is_some());
-        assert!(!training_text(1, 1000).contains(EOS));
+        assert!(!training_text(1, 1000, 0.25).contains(EOS));
     }
 
     #[test]
@@ -147,7 +147,7 @@ mod tests {
 
     #[test]
     fn decode_inverts_encode() {
-        let text = training_text(2, 300);
+        let text = training_text(2, 300, 0.25);
         let samples = text
             .lines()
             .chain(["  Zoë's café, 12°C!\tand\nmore  ", "", " 861"]);
