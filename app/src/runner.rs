@@ -110,6 +110,7 @@ async fn run<B: QuantMatmul>(
 ) -> Result<Finish, EngineError> {
     let busy = Rc::new(Busy::default());
     busy.restart();
+    LONGEST_DRAW.set(0.0);
     let pause = {
         let busy = busy.clone();
         move || -> Pin<Box<dyn Future<Output = ()>>> {
@@ -140,9 +141,10 @@ async fn run<B: QuantMatmul>(
         .await;
     web_sys::console::log_1(
         &format!(
-            "loopscope: longest work between the page's own yields: model {:.0} ms, view update {:.0} ms (awaited GPU read-backs let the browser in too)",
+            "loopscope: longest work between the page's own yields: model {:.0} ms, view update {:.0} ms, one view's drawing {:.0} ms (awaited GPU read-backs let the browser in too)",
             busy.model.get(),
-            busy.view.get()
+            busy.view.get(),
+            LONGEST_DRAW.get()
         )
         .into(),
     );
@@ -169,6 +171,15 @@ impl Busy {
     }
 }
 
+/// Draws one view, keeping the longest drawing of the run: the views redraw after each token
+/// outside the runner's own turns, so their cost shows nowhere else.
+pub fn timed_draw<R>(draw: impl FnOnce() -> R) -> R {
+    let started = now();
+    let drawn = draw();
+    LONGEST_DRAW.set(LONGEST_DRAW.get().max(now() - started));
+    drawn
+}
+
 /// Longest stretch of model work between two turns of the browser's event loop.
 const SLICE_MS: f64 = 25.0;
 
@@ -191,6 +202,8 @@ pub async fn yield_to_browser() {
 thread_local! {
     /// The model the page runs (not reactive state: it holds GPU buffers and is not `Send`).
     static ENGINE: RefCell<Option<Rc<Engine>>> = const { RefCell::new(None) };
+    /// The longest view drawing since the current run started.
+    static LONGEST_DRAW: Cell<f64> = const { Cell::new(0.0) };
     /// Incremented by every new run and by Stop; a run goes on only while it holds the latest.
     static RUN: Cell<u64> = const { Cell::new(0) };
 }

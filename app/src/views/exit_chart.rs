@@ -6,6 +6,7 @@ use plotters::prelude::*;
 use plotters_canvas::CanvasBackend;
 use web_sys::HtmlCanvasElement;
 
+use crate::runner::timed_draw;
 use crate::state::Page;
 
 #[component]
@@ -24,13 +25,15 @@ pub fn ExitChart() -> impl IntoView {
                 .unwrap_or_default()
         });
         let Some(element) = canvas.get() else { return };
-        draw(
-            &element,
-            &values,
-            threshold,
-            iteration,
-            &criterion.to_string(),
-        );
+        timed_draw(|| {
+            draw(
+                &element,
+                &values,
+                threshold,
+                iteration,
+                &criterion.to_string(),
+            )
+        });
     });
     view! {
         <section class="panel">

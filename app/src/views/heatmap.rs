@@ -10,6 +10,7 @@ use web_sys::{HtmlCanvasElement, MouseEvent};
 use super::colors::heat;
 use crate::export::ExportPng;
 use crate::generation::Generation;
+use crate::runner::timed_draw;
 use crate::state::{HeatMetric, Page};
 
 const WIDTH: f64 = 640.0;
@@ -99,7 +100,7 @@ pub fn Heatmap() -> impl IntoView {
         let Some(element) = canvas.get() else { return };
         element.set_height(layout.height() as u32);
         page.generation
-            .with(|g| draw(&element, g, layout, metric, selected, iteration));
+            .with(|g| timed_draw(|| draw(&element, g, layout, metric, selected, iteration)));
     });
     let on_click = move |ev: MouseEvent| {
         let Some(element) = canvas.get() else { return };

@@ -10,6 +10,7 @@ use plotters_canvas::CanvasBackend;
 use web_sys::{HtmlCanvasElement, MouseEvent};
 
 use crate::generation::Generation;
+use crate::runner::timed_draw;
 use crate::state::Page;
 
 const COLUMNS: u32 = 6;
@@ -161,7 +162,7 @@ fn ShapeGroup(shape: Shape) -> impl IntoView {
         }
         element.set_height(CELL * (tokens.len() as u32).div_ceil(COLUMNS).max(1));
         page.generation
-            .with(|g| draw(&element, g, &tokens, pair, selected));
+            .with(|g| timed_draw(|| draw(&element, g, &tokens, pair, selected)));
     });
     let on_click = move |ev: MouseEvent| {
         let Some(element) = canvas.get() else { return };

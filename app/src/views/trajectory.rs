@@ -11,6 +11,7 @@ use web_sys::HtmlCanvasElement;
 
 use crate::export::ExportPng;
 use crate::generation::Generation;
+use crate::runner::timed_draw;
 use crate::state::Page;
 
 /// Components shown, as the paper pairs them.
@@ -25,7 +26,7 @@ pub fn Trajectory() -> impl IntoView {
             (page.selected.get(), page.iteration.get(), page.pair.get());
         let Some(element) = canvas.get() else { return };
         page.generation
-            .with(|g| draw(&element, g, selected, iteration, pair));
+            .with(|g| timed_draw(|| draw(&element, g, selected, iteration, pair)));
     });
     // Playing advances one iteration per tick and wraps around.
     Effect::new(move |_| {
