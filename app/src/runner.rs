@@ -14,6 +14,8 @@ use loopscope_engine::{
     EngineError, ExitCriterion, Finish, ModelConfig, Record, Session, ThinkingSettings, Tokenizer,
 };
 
+use wasm_bindgen::JsCast;
+
 use crate::backend::{init_webgpu, BackendKind, Cpu, Gpu};
 
 /// What the page records per iteration: ln_f(s_i) for the trajectories, the exit value and the
@@ -189,15 +191,37 @@ pub fn now() -> f64 {
         .map_or(0.0, |p| p.now())
 }
 
-/// Lets the browser paint and handle input.
+/// Lets the browser paint and handle input: resumes after the next animation frame, so a frame
+/// is painted between two slices of work. A bare zero timeout is not enough: Chrome ran the
+/// page's timer tasks back to back and painted only every 200-230 ms. A hidden tab gets no
+/// animation frames, so there (and if a frame never comes) a timer resumes the work.
 pub async fn yield_to_browser() {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        if let Some(window) = web_sys::window() {
-            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+    let promise = js_sys::Promise::new(&mut |resolve: js_sys::Function, _| {
+        let Some(window) = web_sys::window() else {
+            let _ = resolve.call0(&wasm_bindgen::JsValue::NULL);
+            return;
+        };
+        let hidden = window.document().is_none_or(|d| d.hidden());
+        if !hidden {
+            let after_paint = {
+                let resolve = resolve.clone();
+                wasm_bindgen::closure::Closure::once_into_js(move || {
+                    if let Some(window) = web_sys::window() {
+                        let _ = window
+                            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+                    }
+                })
+            };
+            let _ = window.request_animation_frame(after_paint.unchecked_ref());
         }
+        let wait = if hidden { 0 } else { FRAME_WAIT_MS };
+        let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, wait);
     });
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
+
+/// How long a yield waits for an animation frame before going on without one.
+const FRAME_WAIT_MS: i32 = 100;
 
 thread_local! {
     /// The model the page runs (not reactive state: it holds GPU buffers and is not `Send`).
