@@ -86,12 +86,17 @@ fn a_run_stopped_and_resumed_equals_an_uninterrupted_one() {
         !split.join("model.safetensors").exists(),
         "a stopped run writes no model yet"
     );
-    let log = train(&split, &split_run, &[]);
+    let log = train(&split, &split_run, &["--stop-at", "4"]);
     assert!(log.contains("resuming at step 2"), "{log}");
     assert!(
         !log.contains("step      1/") && !log.contains("step      2/"),
         "steps 1-2 ran again: {log}"
     );
+    assert!(
+        split.join("model.safetensors").exists(),
+        "the validation at step 3 writes the folder while the run goes on"
+    );
+    train(&split, &split_run, &[]);
 
     // burn's backward pass sums gradients in an order that varies from run to run, so two runs
     // agree only up to rounding that Adam then amplifies: compare within the largest distance
