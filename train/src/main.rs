@@ -112,6 +112,7 @@ fn run(args: Args) -> Result<(), TrainError> {
         tokenizer: &tokenizer,
         eval_per_family: args.eval_per_family,
     };
+    folder.write_fixed()?;
     let finished = trainer::train(
         &recipe,
         vocab_size,
@@ -119,7 +120,7 @@ fn run(args: Args) -> Result<(), TrainError> {
         &val_tokens,
         &run_dir,
         args.stop_at,
-        |model| folder.write(model),
+        |model| folder.write_weights(model),
     )?;
     if finished {
         eprintln!("wrote {}", args.out.display());
@@ -141,24 +142,14 @@ struct ModelFolder<'a> {
 }
 
 impl ModelFolder<'_> {
-    /// Writes every file for `model`: called at each validation, so that the folder can be
-    /// evaluated or opened in the page while the run goes on, and at the end.
-    fn write(&self, model: &RecurrentModel<NdArray>) -> Result<(), TrainError> {
-        let write = |name: &str, bytes: &[u8]| {
-            let path = self.dir.join(name);
-            std::fs::write(&path, bytes).map_err(|e| TrainError::io(&path, e))
-        };
-        write(
-            "config.json",
-            serde_json::to_string_pretty(&model.config)
-                .expect("plain data")
-                .as_bytes(),
-        )?;
-        write(
-            "model.safetensors",
-            &write_safetensors(&model.named_tensors(), false)?,
-        )?;
-        write(
+    fn write(&self, name: &str, bytes: &[u8]) -> Result<(), TrainError> {
+        let path = self.dir.join(name);
+        std::fs::write(&path, bytes).map_err(|e| TrainError::io(&path, e))
+    }
+
+    /// The files that do not change during a run: recipe, tokenizer, held-out examples.
+    fn write_fixed(&self) -> Result<(), TrainError> {
+        self.write(
             "recipe.json",
             serde_json::to_string_pretty(self.recipe)
                 .expect("plain data")
@@ -171,7 +162,22 @@ impl ModelFolder<'_> {
             &mut eval,
         )
         .map_err(|e| TrainError::io(&self.dir.join("eval.jsonl"), e))?;
-        write("eval.jsonl", &eval)
+        self.write("eval.jsonl", &eval)
+    }
+
+    /// Config and weights of `model`: written at each validation, so that the folder can be
+    /// evaluated or opened in the page while the run goes on, and at the end.
+    fn write_weights(&self, model: &RecurrentModel<NdArray>) -> Result<(), TrainError> {
+        self.write(
+            "config.json",
+            serde_json::to_string_pretty(&model.config)
+                .expect("plain data")
+                .as_bytes(),
+        )?;
+        self.write(
+            "model.safetensors",
+            &write_safetensors(&model.named_tensors(), false)?,
+        )
     }
 }
 
