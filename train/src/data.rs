@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 use std::io::{self, Write};
+use std::ops::Range;
 
 use rand::seq::IndexedRandom;
 use rand::{Rng, RngExt, SeedableRng};
@@ -136,31 +137,51 @@ pub fn is_held_out(problem: &Problem) -> bool {
     z % 10 == 0
 }
 
-/// `sentences` sentences of the training split, one per line (each ends with `\n`): a share
-/// `filler_share` of filler, the rest spread evenly over the families. The same seed gives the same text.
-pub fn training_text(seed: u64, sentences: usize, filler_share: f64) -> String {
-    let mut text = String::new();
-    for (_, sentence) in training_sentences(seed, filler_share).take(sentences) {
-        text.push_str(&sentence);
-        text.push('\n');
-    }
-    text
+/// Generated text with the place of every answer in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Corpus {
+    /// One sentence per line, each ending with `\n`.
+    pub text: String,
+    /// Byte ranges of the answers in `text`, in order: the tokens the training loss can weigh more.
+    pub answers: Vec<Range<usize>>,
 }
 
-/// Training sentences with the problem behind each (`None` for filler).
+/// `sentences` sentences of the training split: a share `filler_share` of filler, the rest
+/// spread evenly over the families. The same seed gives the same text.
+pub fn training_text(seed: u64, sentences: usize, filler_share: f64) -> Corpus {
+    let mut corpus = Corpus {
+        text: String::new(),
+        answers: Vec::new(),
+    };
+    for (_, sentence, answer) in training_sentences(seed, filler_share).take(sentences) {
+        let start = corpus.text.len();
+        corpus.text.push_str(&sentence);
+        corpus.text.push('\n');
+        if let Some(answer) = answer {
+            corpus
+                .answers
+                .push(start + answer.start..start + answer.end);
+        }
+    }
+    corpus
+}
+
+/// Training sentences with the problem behind each and the answer's byte range (`None` for
+/// filler).
 fn training_sentences(
     seed: u64,
     filler_share: f64,
-) -> impl Iterator<Item = (Option<Problem>, String)> {
+) -> impl Iterator<Item = (Option<Problem>, String, Option<Range<usize>>)> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     std::iter::repeat_with(move || {
         if rng.random_bool(filler_share) {
-            return (None, filler(&mut rng));
+            return (None, filler(&mut rng), None);
         }
         let family = *Family::ALL.choose(&mut rng).expect("families exist");
         let problem = sample_problem(family, false, &mut rng);
-        let sentence = render(&problem, &mut rng).sentence();
-        (Some(problem), sentence)
+        let example = render(&problem, &mut rng);
+        let answer = example.prompt.len()..example.prompt.len() + example.answer.len();
+        (Some(problem), example.sentence(), Some(answer))
     })
 }
 
@@ -653,12 +674,13 @@ mod tests {
 
     #[test]
     fn test_problems_never_reach_training() {
-        for (problem, _) in training_sentences(11, 0.25).take(50_000) {
+        for (problem, _, _) in training_sentences(11, 0.25).take(50_000) {
             if let Some(problem) = problem {
                 assert!(!is_held_out(&problem), "{problem:?}");
             }
         }
         let train: HashSet<String> = training_text(11, 50_000, 0.25)
+            .text
             .lines()
             .map(String::from)
             .collect();
@@ -705,22 +727,22 @@ mod tests {
         let filler_count = |share| {
             training_sentences(5, share)
                 .take(4000)
-                .filter(|(p, _)| p.is_none())
+                .filter(|(p, _, _)| p.is_none())
                 .count()
         };
         let few = filler_count(0.1);
         assert!((300..500).contains(&few), "{few} filler sentences at 10%");
         let sentences: Vec<_> = training_sentences(5, 0.25).take(4000).collect();
-        let filler = sentences.iter().filter(|(p, _)| p.is_none()).count();
+        let filler = sentences.iter().filter(|(p, _, _)| p.is_none()).count();
         assert!((850..1150).contains(&filler), "{filler} filler sentences");
         for family in Family::ALL {
             let count = sentences
                 .iter()
-                .filter(|(p, _)| p.as_ref().map(Problem::family) == Some(family))
+                .filter(|(p, _, _)| p.as_ref().map(Problem::family) == Some(family))
                 .count();
             assert!(count > 500, "{family:?}: {count}");
         }
-        for (problem, sentence) in &sentences {
+        for (problem, sentence, _) in &sentences {
             assert_eq!(
                 problem.is_none(),
                 !sentence.contains(|c: char| c.is_ascii_digit())

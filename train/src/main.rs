@@ -91,7 +91,7 @@ fn run(args: Args) -> Result<(), TrainError> {
 
     eprintln!("corpus: {} sentences", recipe.corpus_sentences);
     let corpus = data::training_text(recipe.seed, recipe.corpus_sentences, recipe.filler_share);
-    let tokenizer = vocab::train_tokenizer(&corpus, recipe.vocab_size)?;
+    let tokenizer = vocab::train_tokenizer(&corpus.text, recipe.vocab_size)?;
     let vocab_size = tokenizer.get_vocab_size(true);
     // Validation text comes from another seed: the same distribution, other sentences.
     let validation = data::training_text(

@@ -27,6 +27,10 @@ pub struct Recipe {
     /// Share of corpus sentences without a computation (easy tokens next to hard ones).
     #[serde(default = "default_filler_share")]
     pub filler_share: f64,
+    /// Weight of an answer token in the loss relative to every other token: the answers are a
+    /// few tokens in a sentence of random names and numbers, whose noise otherwise drowns them.
+    #[serde(default = "default_answer_weight")]
+    pub answer_weight: f32,
     pub batch_size: usize,
     pub seq_len: usize,
     pub steps: usize,
@@ -100,6 +104,11 @@ impl Recipe {
 /// The share every recipe used before it was a setting, so older recipes repeat their corpus.
 fn default_filler_share() -> f64 {
     0.25
+}
+
+/// Plain language-model loss: every token counts the same.
+fn default_answer_weight() -> f32 {
+    1.0
 }
 
 fn standard_normal(rng: &mut impl Rng) -> f64 {

@@ -40,6 +40,8 @@ pub struct Progress {
 pub struct Validation {
     pub step: usize,
     pub losses: Vec<(usize, f32)>,
+    /// The same on answer tokens only.
+    pub answer_losses: Vec<(usize, f32)>,
 }
 
 /// Trains from `train_tokens`, checkpointing under `run_dir`; resumes from the last checkpoint
@@ -98,15 +100,10 @@ pub fn train(
         let mut rng = ChaCha8Rng::seed_from_u64(
             recipe.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
-        let (inputs, targets) = batch::<TrainBackend>(
-            train_tokens,
-            recipe.batch_size,
-            recipe.seq_len,
-            &mut rng,
-            &device,
-        );
+        let batch = Batch::draw(train_tokens, recipe.batch_size, recipe.seq_len, &mut rng);
+        let weights = batch.weights(recipe.answer_weight, 1.0, &device);
         let (no_grad, with_grad) = recipe.sample_depth(&mut rng);
-        let loss = forward_loss(&model, &inputs, targets, no_grad, with_grad, &mut rng, 1.0);
+        let loss = forward_loss(&model, &batch, weights, no_grad, with_grad, &mut rng);
         let loss_value: f32 = burn::tensor::ElementConversion::elem(loss.clone().into_scalar());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(recipe.learning_rate_at(step), model, grads);
@@ -133,7 +130,8 @@ pub fn train(
             let shown: Vec<String> = validation
                 .losses
                 .iter()
-                .map(|(r, l)| format!("r={r}: {l:.4}"))
+                .zip(&validation.answer_losses)
+                .map(|((r, l), (_, a))| format!("r={r}: {l:.4} (answers {a:.4})"))
                 .collect();
             eprintln!("validation at step {}: {}", progress.step, shown.join("  "));
             checkpoint.append_validation(&validation)?;
@@ -162,25 +160,24 @@ pub fn train(
     Ok(true)
 }
 
-/// Cross-entropy of the model run for `no_grad` iterations without gradient, then `with_grad`
-/// iterations with it (truncated backpropagation through depth).
-pub fn forward_loss<B: AutodiffBackend + QuantMatmul>(
+/// Weighted cross-entropy of the model run for `no_grad` iterations without gradient, then
+/// `with_grad` iterations with it (truncated backpropagation through depth).
+fn forward_loss<B: AutodiffBackend + QuantMatmul>(
     model: &RecurrentModel<B>,
-    inputs: &[u32],
-    targets: Tensor<B, 2, Int>,
+    batch: &Batch,
+    weights: Tensor<B, 2>,
     no_grad: usize,
     with_grad: usize,
     rng: &mut impl Rng,
-    init_scale: f32,
 ) -> Tensor<B, 1>
 where
     B::InnerBackend: QuantMatmul,
 {
-    let [b, s] = targets.dims();
-    let device = targets.device();
+    let device = weights.device();
     let e = model.config.n_embd;
-    let embedded = model.prelude_forward(inputs, [b, s], 0, &mut NoMemory);
-    let initial = random_initial_state(rng, b * s, &model.config, init_scale);
+    let embedded = model.prelude_forward(&batch.inputs, batch.shape, 0, &mut NoMemory);
+    let [b, s] = batch.shape;
+    let initial = random_initial_state(rng, b * s, &model.config, 1.0);
     let mut state =
         Tensor::<B::InnerBackend, 3>::from_data(TensorData::new(initial, [b, s, e]), &device);
     if no_grad > 0 {
@@ -195,47 +192,76 @@ where
     for iteration in no_grad..no_grad + with_grad {
         state = model.core_forward(state, embedded.clone(), iteration, 0, &mut NoMemory);
     }
-    cross_entropy(model.coda_forward(state, 0, &mut NoMemory), targets)
+    let logits = model.coda_forward(state, 0, &mut NoMemory);
+    cross_entropy(logits, batch.targets(&device), weights)
 }
 
-fn cross_entropy<B: QuantMatmul>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 1> {
+/// The mean of each position's negative log-likelihood, weighted by `weights` ([batch, seq]).
+fn cross_entropy<B: QuantMatmul>(
+    logits: Tensor<B, 3>,
+    targets: Tensor<B, 2, Int>,
+    weights: Tensor<B, 2>,
+) -> Tensor<B, 1> {
     let [b, s, _] = logits.dims();
     let picked = log_softmax(logits, 2).gather(2, targets.reshape([b, s, 1]));
-    picked.mean().neg()
+    let total = weights.clone().sum();
+    (picked.reshape([b, s]) * weights).sum().neg() / total
 }
 
-/// Random windows of the token stream, each starting at a sentence: inputs (host ids, row-major
-/// [batch, seq]) and the same windows shifted by one.
-fn batch<B: QuantMatmul>(
-    stream: &TokenStream,
-    batch_size: usize,
-    seq_len: usize,
-    rng: &mut impl Rng,
-    device: &B::Device,
-) -> (Vec<u32>, Tensor<B, 2, Int>) {
-    let mut inputs = Vec::with_capacity(batch_size * seq_len);
-    let mut targets = Vec::with_capacity(batch_size * seq_len);
-    let tokens = &stream.tokens;
-    let last = tokens.len() - seq_len - 1;
-    let usable = stream.starts.partition_point(|&s| s <= last).max(1);
-    for _ in 0..batch_size {
-        let start = stream.starts[rng.random_range(0..usable)].min(last);
-        inputs.extend_from_slice(&tokens[start..start + seq_len]);
-        targets.extend(
-            tokens[start + 1..start + seq_len + 1]
-                .iter()
-                .map(|&t| t as i64),
-        );
+/// Random windows of the token stream, each starting at a sentence: inputs and the same windows
+/// shifted by one (host ids, row-major [batch, seq]), and which targets are answer tokens.
+struct Batch {
+    shape: [usize; 2],
+    inputs: Vec<u32>,
+    targets: Vec<i64>,
+    in_answer: Vec<bool>,
+}
+
+impl Batch {
+    fn draw(stream: &TokenStream, batch_size: usize, seq_len: usize, rng: &mut impl Rng) -> Self {
+        let mut batch = Batch {
+            shape: [batch_size, seq_len],
+            inputs: Vec::with_capacity(batch_size * seq_len),
+            targets: Vec::with_capacity(batch_size * seq_len),
+            in_answer: Vec::with_capacity(batch_size * seq_len),
+        };
+        let tokens = &stream.tokens;
+        let last = tokens.len() - seq_len - 1;
+        let usable = stream.starts.partition_point(|&s| s <= last).max(1);
+        for _ in 0..batch_size {
+            let start = stream.starts[rng.random_range(0..usable)].min(last);
+            let targets = start + 1..start + seq_len + 1;
+            batch
+                .inputs
+                .extend_from_slice(&tokens[start..start + seq_len]);
+            batch
+                .targets
+                .extend(tokens[targets.clone()].iter().map(|&t| i64::from(t)));
+            batch
+                .in_answer
+                .extend_from_slice(&stream.in_answer[targets]);
+        }
+        batch
     }
-    let shape = [batch_size, seq_len];
-    (
-        inputs,
-        Tensor::from_data(TensorData::new(targets, shape), device),
-    )
+
+    fn targets<B: QuantMatmul>(&self, device: &B::Device) -> Tensor<B, 2, Int> {
+        Tensor::from_data(TensorData::new(self.targets.clone(), self.shape), device)
+    }
+
+    /// Each target's weight in the loss: `answer` for answer tokens, `other` for the rest.
+    fn weights<B: QuantMatmul>(&self, answer: f32, other: f32, device: &B::Device) -> Tensor<B, 2> {
+        let weights = self
+            .in_answer
+            .iter()
+            .map(|&inside| if inside { answer } else { other })
+            .collect();
+        Tensor::from_data(TensorData::new(weights, self.shape), device)
+    }
 }
 
-/// Validation loss at r = 1, the mean and twice the mean, on fixed windows: the gap between
-/// r = 1 and r = mean is the sign that the model uses its iterations.
+/// Validation loss at r = 1, the mean and twice the mean, on fixed windows, over all tokens and
+/// over answer tokens alone: the gap between r = 1 and r = mean is the sign that the model uses
+/// its iterations.
 fn validate<B: QuantMatmul>(
     model: &RecurrentModel<B>,
     recipe: &Recipe,
@@ -244,38 +270,48 @@ fn validate<B: QuantMatmul>(
 ) -> Validation {
     let device = model.device();
     let mean = recipe.mean_recurrence;
-    let losses = [1, mean, 2 * mean]
-        .into_iter()
-        .map(|r| {
-            let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed.wrapping_add(17));
-            let mut total = 0.0;
-            let batches = 4;
-            for _ in 0..batches {
-                let (inputs, targets) = batch::<B>(
-                    val_tokens,
-                    recipe.batch_size,
-                    recipe.seq_len,
-                    &mut rng,
-                    &device,
-                );
-                let [b, s] = targets.dims();
-                let embedded = model.prelude_forward(&inputs, [b, s], 0, &mut NoMemory);
-                let initial = random_initial_state(&mut rng, b * s, &model.config, 1.0);
-                let mut state = Tensor::<B, 3>::from_data(
-                    TensorData::new(initial, [b, s, model.config.n_embd]),
-                    &device,
-                );
-                for iteration in 0..r {
-                    state =
-                        model.core_forward(state, embedded.clone(), iteration, 0, &mut NoMemory);
-                }
-                let loss = cross_entropy(model.coda_forward(state, 0, &mut NoMemory), targets);
-                total += burn::tensor::ElementConversion::elem::<f32>(loss.into_scalar());
+    let batches = 4;
+    let mut losses = Vec::new();
+    let mut answer_losses = Vec::new();
+    for r in [1, mean, 2 * mean] {
+        let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed.wrapping_add(17));
+        let (mut all, mut answers) = (0.0, 0.0);
+        for _ in 0..batches {
+            let batch = Batch::draw(val_tokens, recipe.batch_size, recipe.seq_len, &mut rng);
+            let [b, s] = batch.shape;
+            let embedded = model.prelude_forward(&batch.inputs, batch.shape, 0, &mut NoMemory);
+            let initial = random_initial_state(&mut rng, b * s, &model.config, 1.0);
+            let mut state = Tensor::<B, 3>::from_data(
+                TensorData::new(initial, [b, s, model.config.n_embd]),
+                &device,
+            );
+            for iteration in 0..r {
+                state = model.core_forward(state, embedded.clone(), iteration, 0, &mut NoMemory);
             }
-            (r, total / batches as f32)
-        })
-        .collect();
-    Validation { step, losses }
+            let logits = model.coda_forward(state, 0, &mut NoMemory);
+            let targets = batch.targets(&device);
+            let scalar = |loss: Tensor<B, 1>| {
+                burn::tensor::ElementConversion::elem::<f32>(loss.into_scalar())
+            };
+            all += scalar(cross_entropy(
+                logits.clone(),
+                targets.clone(),
+                batch.weights(1.0, 1.0, &device),
+            ));
+            answers += scalar(cross_entropy(
+                logits,
+                targets,
+                batch.weights(1.0, 0.0, &device),
+            ));
+        }
+        losses.push((r, all / batches as f32));
+        answer_losses.push((r, answers / batches as f32));
+    }
+    Validation {
+        step,
+        losses,
+        answer_losses,
+    }
 }
 
 /// Files of a run's latest checkpoint.
@@ -326,5 +362,32 @@ impl Checkpoint {
             serde_json::to_string(validation).expect("plain data")
         )
         .map_err(|e| TrainError::io(&path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_pick_which_positions_count() {
+        let device = Default::default();
+        // Two positions over a vocabulary of two: the first is sure of its target, the second
+        // splits evenly, so their losses are ~0 and ln 2.
+        let logits = Tensor::<NdArray, 3>::from_data(
+            TensorData::new(vec![20.0f32, -20.0, 0.0, 0.0], [1, 2, 2]),
+            &device,
+        );
+        let targets =
+            Tensor::<NdArray, 2, Int>::from_data(TensorData::new(vec![0i64, 1], [1, 2]), &device);
+        let loss = |w: [f32; 2]| {
+            let weights = Tensor::from_data(TensorData::new(w.to_vec(), [1, 2]), &device);
+            cross_entropy(logits.clone(), targets.clone(), weights).into_scalar()
+        };
+        let ln2 = std::f32::consts::LN_2;
+        assert!((loss([1.0, 1.0]) - ln2 / 2.0).abs() < 1e-5);
+        assert!((loss([0.0, 1.0]) - ln2).abs() < 1e-5);
+        assert!(loss([1.0, 0.0]).abs() < 1e-5);
+        assert!((loss([1.0, 3.0]) - 3.0 * ln2 / 4.0).abs() < 1e-5);
     }
 }

@@ -18,6 +18,8 @@ use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::processors::PostProcessorWrapper;
 use tokenizers::{AddedToken, Tokenizer, TokenizerBuilder};
 
+use crate::data::Corpus;
+
 /// End of sequence; the engine stops generating at it. Never appears inside a sentence.
 pub const EOS: &str = "<eos>";
 
@@ -62,25 +64,40 @@ pub fn train_tokenizer(text: &str, vocab_size: usize) -> Result<Tokenizer, Vocab
     Ok(tokenizer.into())
 }
 
-/// A tokenized corpus: the token stream and where each sentence starts in it.
+/// A tokenized corpus: the token stream, where each sentence starts in it, and which tokens
+/// belong to an answer.
 pub struct TokenStream {
     pub tokens: Vec<u32>,
     pub starts: Vec<usize>,
+    pub in_answer: Vec<bool>,
 }
 
-/// Tokenizes `text` line by line (each line keeps its `\n`), remembering sentence starts so that
-/// training windows begin where a prompt would.
-pub fn encode(tokenizer: &Tokenizer, text: &str) -> Result<TokenStream, VocabError> {
+/// Tokenizes the corpus line by line (each line keeps its `\n`), remembering sentence starts so
+/// that training windows begin where a prompt would, and marking the tokens whose text lies in
+/// an answer.
+pub fn encode(tokenizer: &Tokenizer, corpus: &Corpus) -> Result<TokenStream, VocabError> {
     let mut stream = TokenStream {
         tokens: Vec::new(),
         starts: Vec::new(),
+        in_answer: Vec::new(),
     };
-    for line in text.split_inclusive('\n') {
+    let mut answers = corpus.answers.iter().peekable();
+    let mut line_start = 0;
+    for line in corpus.text.split_inclusive('\n') {
         let encoding = tokenizer
             .encode(line, false)
             .map_err(VocabError::Tokenizer)?;
         stream.starts.push(stream.tokens.len());
         stream.tokens.extend_from_slice(encoding.get_ids());
+        for &(start, end) in encoding.get_offsets() {
+            let (start, end) = (line_start + start, line_start + end);
+            while answers.next_if(|answer| answer.end <= start).is_some() {}
+            let inside = answers
+                .peek()
+                .is_some_and(|answer| start < answer.end && answer.start < end);
+            stream.in_answer.push(inside);
+        }
+        line_start += line.len();
     }
     Ok(stream)
 }
@@ -105,7 +122,8 @@ mod tests {
 
     fn tokenizer() -> &'static Tokenizer {
         static TOKENIZER: OnceLock<Tokenizer> = OnceLock::new();
-        TOKENIZER.get_or_init(|| train_tokenizer(&training_text(1, 20_000, 0.25), VOCAB).unwrap())
+        TOKENIZER
+            .get_or_init(|| train_tokenizer(&training_text(1, 20_000, 0.25).text, VOCAB).unwrap())
     }
 
     fn ids(text: &str) -> Vec<u32> {
@@ -121,7 +139,7 @@ mod tests {
         let size = tokenizer().get_vocab_size(true);
         assert!((300..=VOCAB).contains(&size), "{size} tokens");
         assert!(tokenizer().token_to_id(EOS).is_some());
-        assert!(!training_text(1, 1000, 0.25).contains(EOS));
+        assert!(!training_text(1, 1000, 0.25).text.contains(EOS));
     }
 
     #[test]
@@ -147,7 +165,7 @@ mod tests {
 
     #[test]
     fn decode_inverts_encode() {
-        let text = training_text(2, 300, 0.25);
+        let text = training_text(2, 300, 0.25).text;
         let samples = text
             .lines()
             .chain(["  Zoë's café, 12°C!\tand\nmore  ", "", " 861"]);
@@ -168,6 +186,29 @@ mod tests {
             assert_eq!(whole, parts, "{example:?}");
             let sentence = ids(&example.sentence());
             assert!(sentence.starts_with(&whole), "{example:?}");
+        }
+    }
+
+    #[test]
+    fn answer_tokens_spell_the_answers() {
+        let corpus = training_text(4, 400, 0.25);
+        let stream = encode(tokenizer(), &corpus).unwrap();
+        assert_eq!(stream.in_answer.len(), stream.tokens.len());
+        // Consecutive answer tokens, grouped: each group is one answer's digits.
+        let mut groups: Vec<Vec<u32>> = Vec::new();
+        let mut previous = false;
+        for (&token, &inside) in stream.tokens.iter().zip(&stream.in_answer) {
+            if inside && !previous {
+                groups.push(Vec::new());
+            }
+            if inside {
+                groups.last_mut().unwrap().push(token);
+            }
+            previous = inside;
+        }
+        assert_eq!(groups.len(), corpus.answers.len());
+        for (group, answer) in groups.iter().zip(&corpus.answers) {
+            assert_eq!(decode(group).trim(), corpus.text[answer.clone()].trim());
         }
     }
 
