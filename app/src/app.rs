@@ -22,8 +22,8 @@ use crate::share::{self, ShareBar};
 use crate::snapshot::{ModelRef, Snapshot};
 use crate::state::{Page, Status};
 use crate::views::{
-    exit_chart::ExitChart, heatmap::Heatmap, lens::Lens, multiples::Multiples, text::GeneratedText,
-    trajectory::Trajectory,
+    self, exit_chart::ExitChart, heatmap::Heatmap, lens::Lens, multiples::Multiples,
+    text::GeneratedText, trajectory::Trajectory,
 };
 
 /// The model the page opens with (copied into the site by Trunk).
@@ -111,7 +111,10 @@ async fn load_model(page: Page, source: ModelSource, name: String) {
     // On the CPU the model warms up within the load. On WebGPU a warm-up would also compile
     // every kernel, which for a large model takes longer than the load itself.
     let loaded = match Engine::load(files, kind).await {
-        Ok(engine) if kind == BackendKind::Cpu => engine.warm_up().await.map(|()| engine),
+        Ok(engine) if kind == BackendKind::Cpu => engine.warm_up().await.map(|generation| {
+            views::warm_up(&generation);
+            engine
+        }),
         other => other,
     };
     match loaded {

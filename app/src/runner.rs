@@ -11,12 +11,13 @@ use loopscope_engine::folder::{load_files, LoadedModel};
 use loopscope_engine::qmatmul::QuantMatmul;
 use loopscope_engine::trace::PositionTrace;
 use loopscope_engine::{
-    EngineError, ExitCriterion, Finish, ModelConfig, Record, Session, ThinkingSettings, Tokenizer,
+    EngineError, Finish, ModelConfig, Record, Session, ThinkingSettings, Tokenizer,
 };
 
 use wasm_bindgen::JsCast;
 
 use crate::backend::{init_webgpu, BackendKind, Cpu, Gpu};
+use crate::generation::Generation;
 
 /// What the page records per iteration: ln_f(s_i) for the trajectories, the exit value and the
 /// logit lens' top 5. Raw states would only double what comes back.
@@ -64,18 +65,27 @@ impl Engine {
         }
     }
 
-    /// One token at one iteration, so that the first real run does not pay for compiling the
-    /// wasm code it calls (the browser compiles each function on its first call): on the CPU the
-    /// first run's model work between yields took about 100 ms instead of 30-40.
-    pub async fn warm_up(&self) -> Result<(), EngineError> {
+    /// Two tokens at three iterations, so that the first real run does not pay for compiling
+    /// the wasm code it calls (the browser compiles each function on its first call): on the CPU
+    /// the first run's model work between yields took about 100 ms instead of 30-40. Returns
+    /// the generation, for warming up the views' drawing the same way.
+    pub async fn warm_up(&self) -> Result<Generation, EngineError> {
         let settings = ThinkingSettings {
-            steps: 1,
-            exit: ExitCriterion::None,
+            steps: 3,
             ..ThinkingSettings::default()
         };
-        self.generate("The cat", settings, 1, |_| true)
-            .await
-            .map(|_| ())
+        let prompt = "The cat";
+        let mut generation = Generation::new(None, prompt.into(), settings.clone(), 2);
+        let tokenizer = self
+            .tokenizer()
+            .expect("load refuses folders without a tokenizer");
+        self.generate(prompt, settings, 2, |position| {
+            generation.push(position.clone(), |id| tokenizer.token_text(id));
+            true
+        })
+        .await?;
+        generation.finish();
+        Ok(generation)
     }
 
     /// Generates from `prompt`, calling `on_token` with each generated token's position (and
@@ -133,6 +143,9 @@ async fn run<B: QuantMatmul>(
     let finish = session
         .generate(ids, max_tokens, stop, async |position| {
             busy.model_worked();
+            // The model's last slice and the view update with its redraws get a frame each:
+            // together they made the longest frames (100-120 ms on the CPU).
+            yield_to_browser().await;
             let started = now();
             let go_on = on_token(position);
             busy.view.set(busy.view.get().max(now() - started));

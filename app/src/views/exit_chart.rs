@@ -43,7 +43,7 @@ pub fn ExitChart() -> impl IntoView {
     }
 }
 
-fn draw(
+pub(super) fn draw(
     canvas: &HtmlCanvasElement,
     values: &[Option<f32>],
     threshold: Option<f32>,

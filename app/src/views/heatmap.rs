@@ -26,6 +26,13 @@ pub struct Layout {
 }
 
 impl Layout {
+    pub fn of(g: &Generation) -> Self {
+        Self {
+            rows: g.tokens.len(),
+            columns: g.max_iterations(),
+        }
+    }
+
     pub fn height(&self) -> f64 {
         TOP + ROW * self.rows.max(1) as f64 + 4.0
     }
@@ -84,12 +91,7 @@ fn values(g: &Generation, metric: HeatMetric) -> Vec<Vec<Option<f64>>> {
 pub fn Heatmap() -> impl IntoView {
     let page = expect_context::<Page>();
     let canvas = NodeRef::<Canvas>::new();
-    let layout = move || {
-        page.generation.with(|g| Layout {
-            rows: g.tokens.len(),
-            columns: g.max_iterations(),
-        })
-    };
+    let layout = move || page.generation.with(Layout::of);
     Effect::new(move |_| {
         let (metric, selected, iteration) = (
             page.heat_metric.get(),
@@ -134,7 +136,7 @@ pub fn Heatmap() -> impl IntoView {
     }
 }
 
-fn draw(
+pub(super) fn draw(
     canvas: &HtmlCanvasElement,
     g: &Generation,
     layout: Layout,

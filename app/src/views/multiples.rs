@@ -194,7 +194,7 @@ fn ShapeGroup(shape: Shape) -> impl IntoView {
     }
 }
 
-fn draw(
+pub(super) fn draw(
     canvas: &HtmlCanvasElement,
     g: &Generation,
     tokens: &[usize],

@@ -92,7 +92,7 @@ pub fn Trajectory() -> impl IntoView {
     }
 }
 
-fn draw(
+pub(super) fn draw(
     canvas: &HtmlCanvasElement,
     g: &Generation,
     selected: Option<usize>,
