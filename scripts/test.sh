@@ -9,6 +9,8 @@ scripts/setup.sh
 cargo test --workspace --locked
 # The quantized-matmul kernels on a real wgpu device (lavapipe without a GPU).
 cargo test --locked -p loopscope-engine --features wgpu --test kernels
+# Training steps on the same device follow the CPU's.
+cargo test --locked -p loopscope-train --features wgpu --test smoke wgpu
 
 # The same golden comparison through the command-line tool, on both backends.
 cargo run --quiet --locked --release -p loopscope-engine --features wgpu --bin loopscope -- golden engine/tests/fixtures/huginn-tiny-a

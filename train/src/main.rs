@@ -9,8 +9,10 @@ mod vocab;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use burn::backend::NdArray;
-use clap::Parser;
+use burn::backend::{Autodiff, NdArray};
+use burn::tensor::backend::AutodiffBackend;
+use clap::{Parser, ValueEnum};
+use loopscope_engine::qmatmul::QuantMatmul;
 use loopscope_engine::weights::write_safetensors;
 use loopscope_engine::RecurrentModel;
 use thiserror::Error;
@@ -33,6 +35,9 @@ pub enum TrainError {
     Vocab(#[from] vocab::VocabError),
     #[error(transparent)]
     Engine(#[from] loopscope_engine::EngineError),
+    #[cfg(not(feature = "wgpu"))]
+    #[error("this build has no wgpu backend: build with `--features wgpu`")]
+    NoWgpu,
 }
 
 impl TrainError {
@@ -66,6 +71,16 @@ struct Args {
     /// Held-out examples per family written to eval.jsonl.
     #[arg(long, default_value_t = 100)]
     eval_per_family: usize,
+    /// Where the steps run: the CPU (ndarray, repeatable bit for bit) or a GPU through wgpu
+    /// (Vulkan, Metal or DirectX; lavapipe without a GPU), in builds with the `wgpu` feature.
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendChoice,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum BackendChoice {
+    Cpu,
+    Wgpu,
 }
 
 fn main() -> ExitCode {
@@ -113,15 +128,19 @@ fn run(args: Args) -> Result<(), TrainError> {
         eval_per_family: args.eval_per_family,
     };
     folder.write_fixed()?;
-    let finished = trainer::train(
-        &recipe,
+    let run = Run {
+        recipe: &recipe,
         vocab_size,
-        &train_tokens,
-        &val_tokens,
-        &run_dir,
-        args.stop_at,
-        |model| folder.write_weights(model),
-    )?;
+        train_tokens: &train_tokens,
+        val_tokens: &val_tokens,
+        run_dir: &run_dir,
+        stop_at: args.stop_at,
+        folder: &folder,
+    };
+    let finished = match args.backend {
+        BackendChoice::Cpu => run.on::<Autodiff<NdArray>>(&Default::default())?,
+        BackendChoice::Wgpu => run_wgpu(&run)?,
+    };
     if finished {
         eprintln!("wrote {}", args.out.display());
     } else {
@@ -131,6 +150,45 @@ fn run(args: Args) -> Result<(), TrainError> {
         );
     }
     Ok(())
+}
+
+/// Everything a run needs but its backend.
+struct Run<'a> {
+    recipe: &'a Recipe,
+    vocab_size: usize,
+    train_tokens: &'a vocab::TokenStream,
+    val_tokens: &'a vocab::TokenStream,
+    run_dir: &'a Path,
+    stop_at: Option<usize>,
+    folder: &'a ModelFolder<'a>,
+}
+
+impl Run<'_> {
+    fn on<B: AutodiffBackend + QuantMatmul>(&self, device: &B::Device) -> Result<bool, TrainError>
+    where
+        B::InnerBackend: QuantMatmul,
+    {
+        trainer::train::<B>(
+            self.recipe,
+            self.vocab_size,
+            self.train_tokens,
+            self.val_tokens,
+            self.run_dir,
+            self.stop_at,
+            device,
+            |model| self.folder.write_weights(model),
+        )
+    }
+}
+
+#[cfg(feature = "wgpu")]
+fn run_wgpu(run: &Run) -> Result<bool, TrainError> {
+    run.on::<Autodiff<burn::backend::Wgpu>>(&Default::default())
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn run_wgpu(_: &Run) -> Result<bool, TrainError> {
+    Err(TrainError::NoWgpu)
 }
 
 /// The model folder a run writes: the engine's layout plus the recipe and the held-out examples.
@@ -167,7 +225,7 @@ impl ModelFolder<'_> {
 
     /// Config and weights of `model`: written at each validation, so that the folder can be
     /// evaluated or opened in the page while the run goes on, and at the end.
-    fn write_weights(&self, model: &RecurrentModel<NdArray>) -> Result<(), TrainError> {
+    fn write_weights<B: QuantMatmul>(&self, model: &RecurrentModel<B>) -> Result<(), TrainError> {
         self.write(
             "config.json",
             serde_json::to_string_pretty(&model.config)

@@ -4,7 +4,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::backend::{Autodiff, NdArray};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{AutodiffModule, Module};
 use burn::optim::adaptor::OptimizerAdaptor;
@@ -25,8 +24,7 @@ use crate::recipe::Recipe;
 use crate::vocab::TokenStream;
 use crate::TrainError;
 
-pub type TrainBackend = Autodiff<NdArray>;
-type Adam = OptimizerAdaptor<burn::optim::AdamW, RecurrentModel<TrainBackend>, TrainBackend>;
+type Adam<B> = OptimizerAdaptor<burn::optim::AdamW, RecurrentModel<B>, B>;
 
 /// Where a run stands: written with every checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,24 +38,28 @@ pub struct Progress {
 pub struct Validation {
     pub step: usize,
     pub losses: Vec<(usize, f32)>,
-    /// The same on answer tokens only.
+    /// The same on answer tokens only (empty when the windows held no answer).
     pub answer_losses: Vec<(usize, f32)>,
 }
 
 /// Trains from `train_tokens`, checkpointing under `run_dir`; resumes from the last checkpoint
 /// there when one exists. `snapshot` receives the model at every validation and at the end.
 /// Returns whether the run finished, `false` when `stop_at` ended it early (checkpointed, so
-/// that the next call resumes it exactly).
-pub fn train(
+/// that the next call resumes it exactly on the same backend).
+#[allow(clippy::too_many_arguments)]
+pub fn train<B: AutodiffBackend + QuantMatmul>(
     recipe: &Recipe,
     vocab: usize,
     train_tokens: &TokenStream,
     val_tokens: &TokenStream,
     run_dir: &Path,
     stop_at: Option<usize>,
-    mut snapshot: impl FnMut(&RecurrentModel<NdArray>) -> Result<(), TrainError>,
-) -> Result<bool, TrainError> {
-    let device = Default::default();
+    device: &B::Device,
+    mut snapshot: impl FnMut(&RecurrentModel<B::InnerBackend>) -> Result<(), TrainError>,
+) -> Result<bool, TrainError>
+where
+    B::InnerBackend: QuantMatmul,
+{
     let config = recipe.model_config(vocab);
     let needed = recipe.seq_len + 2;
     if train_tokens.tokens.len() < needed || val_tokens.tokens.len() < needed {
@@ -66,8 +68,8 @@ pub fn train(
         )));
     }
     std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
-    let mut model = RecurrentModel::<TrainBackend>::init(&config, recipe.seed, &device);
-    let mut optimizer: Adam = AdamWConfig::new()
+    let mut model = RecurrentModel::<B>::init(&config, recipe.seed, device);
+    let mut optimizer: Adam<B> = AdamWConfig::new()
         .with_beta_1(0.9)
         .with_beta_2(0.95)
         .with_weight_decay(recipe.weight_decay)
@@ -81,10 +83,10 @@ pub fn train(
     let checkpoint = Checkpoint::new(run_dir);
     if checkpoint.exists() {
         model = model
-            .load_file(checkpoint.model(), &recorder, &device)
+            .load_file(checkpoint.model(), &recorder, device)
             .map_err(TrainError::record)?;
         let record = recorder
-            .load(checkpoint.optimizer(), &device)
+            .load(checkpoint.optimizer(), device)
             .map_err(TrainError::record)?;
         optimizer = optimizer.load_record(record);
         progress = checkpoint.progress()?;
@@ -101,7 +103,7 @@ pub fn train(
             recipe.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
         let batch = Batch::draw(train_tokens, recipe.batch_size, recipe.seq_len, &mut rng);
-        let weights = batch.weights(recipe.answer_weight, 1.0, &device);
+        let weights = batch.weights(recipe.answer_weight, 1.0, device);
         let (no_grad, with_grad) = recipe.sample_depth(&mut rng);
         let loss = forward_loss(&model, &batch, weights, no_grad, with_grad, &mut rng);
         let loss_value: f32 = burn::tensor::ElementConversion::elem(loss.clone().into_scalar());
@@ -130,8 +132,12 @@ pub fn train(
             let shown: Vec<String> = validation
                 .losses
                 .iter()
-                .zip(&validation.answer_losses)
-                .map(|((r, l), (_, a))| format!("r={r}: {l:.4} (answers {a:.4})"))
+                .map(
+                    |(r, l)| match validation.answer_losses.iter().find(|(a, _)| a == r) {
+                        Some((_, a)) => format!("r={r}: {l:.4} (answers {a:.4})"),
+                        None => format!("r={r}: {l:.4}"),
+                    },
+                )
                 .collect();
             eprintln!("validation at step {}: {}", progress.step, shown.join("  "));
             checkpoint.append_validation(&validation)?;
@@ -275,7 +281,8 @@ fn validate<B: QuantMatmul>(
     let mut answer_losses = Vec::new();
     for r in [1, mean, 2 * mean] {
         let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed.wrapping_add(17));
-        let (mut all, mut answers) = (0.0, 0.0);
+        // Answer losses average over the batches that hold an answer (a tiny corpus may not).
+        let (mut all, mut answers, mut answered) = (0.0, 0.0, 0);
         for _ in 0..batches {
             let batch = Batch::draw(val_tokens, recipe.batch_size, recipe.seq_len, &mut rng);
             let [b, s] = batch.shape;
@@ -298,14 +305,19 @@ fn validate<B: QuantMatmul>(
                 targets.clone(),
                 batch.weights(1.0, 1.0, &device),
             ));
-            answers += scalar(cross_entropy(
-                logits,
-                targets,
-                batch.weights(1.0, 0.0, &device),
-            ));
+            if batch.in_answer.contains(&true) {
+                answers += scalar(cross_entropy(
+                    logits,
+                    targets,
+                    batch.weights(1.0, 0.0, &device),
+                ));
+                answered += 1;
+            }
         }
         losses.push((r, all / batches as f32));
-        answer_losses.push((r, answers / batches as f32));
+        if answered > 0 {
+            answer_losses.push((r, answers / answered as f32));
+        }
     }
     Validation {
         step,
@@ -367,6 +379,8 @@ impl Checkpoint {
 
 #[cfg(test)]
 mod tests {
+    use burn::backend::NdArray;
+
     use super::*;
 
     #[test]

@@ -120,3 +120,47 @@ fn a_run_stopped_and_resumed_equals_an_uninterrupted_one() {
         "resumed weights are {largest} away from the uninterrupted run"
     );
 }
+
+/// Each step's logged loss, in order.
+#[cfg(feature = "wgpu")]
+fn losses(log: &str) -> Vec<f32> {
+    log.lines()
+        .filter(|l| l.starts_with("step "))
+        .map(|l| {
+            let after = l.split(" loss ").nth(1).expect("a loss on every step line");
+            after.split_whitespace().next().unwrap().parse().unwrap()
+        })
+        .collect()
+}
+
+/// The same run on the GPU path (lavapipe without a GPU) follows the CPU's: the same first loss
+/// (same weights, batch and iterations, so forward passes agree), and later losses and final
+/// weights within what rounding, amplified by Adam, explains (so the gradients agree too).
+#[cfg(feature = "wgpu")]
+#[test]
+fn a_run_on_wgpu_follows_the_cpu_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cpu = dir.path().join("cpu");
+    let gpu = dir.path().join("gpu");
+    let cpu_log = train(&cpu, &dir.path().join("cpu-run"), &[]);
+    let gpu_log = train(&gpu, &dir.path().join("gpu-run"), &["--backend", "wgpu"]);
+    let (a, b) = (losses(&cpu_log), losses(&gpu_log));
+    assert_eq!(a.len(), 6, "{cpu_log}");
+    assert_eq!(a.len(), b.len(), "{gpu_log}");
+    assert!(
+        (a[0] - b[0]).abs() < 1e-3,
+        "first losses {a:?} against {b:?}"
+    );
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 0.02, "losses {a:?} against {b:?}");
+    }
+    let largest = weights(&cpu)
+        .iter()
+        .zip(&weights(&gpu))
+        .flat_map(|((_, x), (_, y))| x.values.iter().zip(&y.values).map(|(p, q)| (p - q).abs()))
+        .fold(0.0f32, f32::max);
+    assert!(
+        largest < 0.05,
+        "wgpu weights are {largest} away from the CPU's"
+    );
+}
