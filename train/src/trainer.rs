@@ -208,10 +208,19 @@ fn cross_entropy<B: QuantMatmul>(
     targets: Tensor<B, 2, Int>,
     weights: Tensor<B, 2>,
 ) -> Tensor<B, 1> {
+    weighted_mean(nll(logits, targets), weights)
+}
+
+/// Each position's negative log-likelihood of its target, [batch, seq].
+fn nll<B: QuantMatmul>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
     let [b, s, _] = logits.dims();
     let picked = log_softmax(logits, 2).gather(2, targets.reshape([b, s, 1]));
+    picked.reshape([b, s]).neg()
+}
+
+fn weighted_mean<B: QuantMatmul>(values: Tensor<B, 2>, weights: Tensor<B, 2>) -> Tensor<B, 1> {
     let total = weights.clone().sum();
-    (picked.reshape([b, s]) * weights).sum().neg() / total
+    (values * weights).sum() / total
 }
 
 /// Random windows of the token stream, each starting at a sentence: inputs and the same windows
@@ -295,22 +304,20 @@ fn validate<B: QuantMatmul>(
             for iteration in 0..r {
                 state = model.core_forward(state, embedded.clone(), iteration, 0, &mut NoMemory);
             }
-            let logits = model.coda_forward(state, 0, &mut NoMemory);
-            let targets = batch.targets(&device);
+            // One log-softmax serves both means.
+            let losses = nll(
+                model.coda_forward(state, 0, &mut NoMemory),
+                batch.targets(&device),
+            );
             let scalar = |loss: Tensor<B, 1>| {
                 burn::tensor::ElementConversion::elem::<f32>(loss.into_scalar())
             };
-            all += scalar(cross_entropy(
-                logits.clone(),
-                targets.clone(),
+            all += scalar(weighted_mean(
+                losses.clone(),
                 batch.weights(1.0, 1.0, &device),
             ));
             if batch.in_answer.contains(&true) {
-                answers += scalar(cross_entropy(
-                    logits,
-                    targets,
-                    batch.weights(1.0, 0.0, &device),
-                ));
+                answers += scalar(weighted_mean(losses, batch.weights(1.0, 0.0, &device)));
                 answered += 1;
             }
         }
