@@ -257,7 +257,10 @@ fn generate(page: Page, run: Run) {
         };
         page.timing.update(|t| {
             t.first_token_ms = first.get();
-            t.tokens_per_s = (elapsed > 0.0).then(|| count as f64 * 1000.0 / elapsed);
+            // A run that failed before its first token leaves the previous generation on
+            // screen: its tokens are not this run's.
+            t.tokens_per_s =
+                (first.get().is_some() && elapsed > 0.0).then(|| count as f64 * 1000.0 / elapsed);
             if control_to_view.is_some() {
                 t.control_to_view_ms = control_to_view;
             }
