@@ -29,6 +29,8 @@ pub enum TrainError {
     },
     #[error("checkpoint: {0}")]
     Record(String),
+    #[error("cannot resume the run in {0}")]
+    Resume(String),
     #[error("data: {0}")]
     Data(String),
     #[error(transparent)]

@@ -38,6 +38,10 @@ pub struct Recipe {
     pub learning_rate: f64,
     /// The learning rate decays along a cosine to this fraction of its peak.
     pub final_lr_fraction: f64,
+    /// The step where the cosine reaches its floor, which then holds; by default the last step.
+    /// Set to a finished run's `steps`, it lets that run go on without changing a step it took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decay_steps: Option<usize>,
     pub weight_decay: f32,
     pub grad_clip: f32,
     pub seed: u64,
@@ -82,10 +86,49 @@ impl Recipe {
         if step < self.warmup_steps {
             return self.learning_rate * (step + 1) as f64 / self.warmup_steps as f64;
         }
-        let span = (self.steps - self.warmup_steps).max(1) as f64;
+        let decay_end = self.decay_steps.unwrap_or(self.steps);
+        let span = decay_end.saturating_sub(self.warmup_steps).max(1) as f64;
         let progress = ((step - self.warmup_steps) as f64 / span).min(1.0);
         let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
         self.learning_rate * (self.final_lr_fraction + (1.0 - self.final_lr_fraction) * cosine)
+    }
+
+    /// Whether a checkpoint that `earlier` wrote after `steps_taken` steps can go on under this
+    /// recipe: the same model, data and optimizer, and the same learning rate at every step taken,
+    /// so that the result equals a run of this recipe from scratch. Names the first difference.
+    pub fn continues(&self, earlier: &Recipe, steps_taken: usize) -> Result<(), String> {
+        // Fields that change no step already taken.
+        let comparable = Recipe {
+            steps: earlier.steps,
+            decay_steps: earlier.decay_steps,
+            log_every: earlier.log_every,
+            eval_every: earlier.eval_every,
+            checkpoint_every: earlier.checkpoint_every,
+            ..self.clone()
+        };
+        if comparable != *earlier {
+            let (now, before) = (serde_json::json!(comparable), serde_json::json!(earlier));
+            let field = now
+                .as_object()
+                .zip(before.as_object())
+                .and_then(|(now, before)| {
+                    now.iter()
+                        .find(|&(k, v)| before.get(k) != Some(v))
+                        .map(|(k, _)| k.clone())
+                })
+                .unwrap_or_default();
+            return Err(format!(
+                "`{field}` differs from the recipe that made the checkpoint"
+            ));
+        }
+        match (0..steps_taken).find(|&s| self.learning_rate_at(s) != earlier.learning_rate_at(s)) {
+            Some(step) => Err(format!(
+                "the learning rate at step {step} differs from the checkpoint's schedule \
+                 (set `decay_steps` to {} to keep it)",
+                earlier.decay_steps.unwrap_or(earlier.steps)
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Iterations for one step, as the paper samples them: r = 1 + Poisson(lambda) with lambda
@@ -170,5 +213,42 @@ mod tests {
         assert!((recipe.learning_rate_at(9) - 1e-3).abs() < 1e-12);
         assert!(recipe.learning_rate_at(50) < 1e-3 && recipe.learning_rate_at(50) > 1e-4);
         assert!((recipe.learning_rate_at(99) - 1e-4).abs() < 1e-5);
+    }
+
+    #[test]
+    fn a_finished_run_goes_on_only_where_its_steps_stay_the_same() {
+        let finished = Recipe {
+            steps: 100,
+            ..recipe()
+        };
+        let longer = Recipe {
+            steps: 300,
+            decay_steps: Some(100),
+            eval_every: 50,
+            ..finished.clone()
+        };
+        assert_eq!(longer.continues(&finished, 100), Ok(()));
+        let floor = longer.learning_rate * longer.final_lr_fraction;
+        assert!((longer.learning_rate_at(100) - floor).abs() < 1e-12);
+        assert!((longer.learning_rate_at(299) - floor).abs() < 1e-12);
+
+        let stretched = Recipe {
+            decay_steps: None,
+            ..longer.clone()
+        };
+        let error = stretched.continues(&finished, 100).unwrap_err();
+        assert!(error.contains("decay_steps` to 100"), "{error}");
+        // Before the warmup ends the schedules agree, so an early checkpoint may go on.
+        assert_eq!(
+            stretched.continues(&finished, finished.warmup_steps),
+            Ok(())
+        );
+
+        let other_data = Recipe {
+            corpus_sentences: 401,
+            ..longer
+        };
+        let error = other_data.continues(&finished, 100).unwrap_err();
+        assert!(error.contains("`corpus_sentences`"), "{error}");
     }
 }

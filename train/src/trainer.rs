@@ -90,6 +90,9 @@ where
             .map_err(TrainError::record)?;
         optimizer = optimizer.load_record(record);
         progress = checkpoint.progress()?;
+        recipe
+            .continues(&checkpoint.recipe()?, progress.step)
+            .map_err(|why| TrainError::Resume(format!("{}: {why}", run_dir.display())))?;
         eprintln!("resuming at step {}", progress.step);
     }
 
@@ -153,6 +156,7 @@ where
             recorder
                 .record(optimizer.to_record(), checkpoint.optimizer())
                 .map_err(TrainError::record)?;
+            checkpoint.save_recipe(recipe)?;
             checkpoint.save_progress(&progress)?;
         }
         if stopping {
@@ -361,6 +365,21 @@ impl Checkpoint {
         let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
         serde_json::from_str(&text)
             .map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))
+    }
+    /// The recipe the checkpoint was made under: a resumed run must continue it.
+    fn recipe(&self) -> Result<Recipe, TrainError> {
+        let path = self.dir.join("recipe.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+        serde_json::from_str(&text)
+            .map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))
+    }
+    fn save_recipe(&self, recipe: &Recipe) -> Result<(), TrainError> {
+        let path = self.dir.join("recipe.json");
+        std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(recipe).expect("plain data"),
+        )
+        .map_err(|e| TrainError::io(&path, e))
     }
     fn save_progress(&self, progress: &Progress) -> Result<(), TrainError> {
         let path = self.progress_file();

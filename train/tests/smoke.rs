@@ -12,10 +12,12 @@ use loopscope_engine::{block_on, ExitCriterion};
 
 const RECIPE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/recipes/smoke.json");
 
-/// Runs the training command; returns what it logged.
-fn train(out: &Path, run: &Path, extra: &[&str]) -> String {
+/// Runs the training command on `recipe`; returns whether it succeeded and what it logged.
+fn train_with(recipe: &Path, out: &Path, run: &Path, extra: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_loopscope-train"))
-        .args(["--recipe", RECIPE, "--eval-per-family", "4", "--out"])
+        .arg("--recipe")
+        .arg(recipe)
+        .args(["--eval-per-family", "4", "--out"])
         .arg(out)
         .arg("--run-dir")
         .arg(run)
@@ -23,8 +25,26 @@ fn train(out: &Path, run: &Path, extra: &[&str]) -> String {
         .output()
         .expect("the training binary runs");
     let log = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "{log}");
+    (output.status.success(), log)
+}
+
+/// Runs the training command on the smoke recipe; returns what it logged.
+fn train(out: &Path, run: &Path, extra: &[&str]) -> String {
+    let (ok, log) = train_with(Path::new(RECIPE), out, run, extra);
+    assert!(ok, "{log}");
     log
+}
+
+/// The smoke recipe with some fields changed, written into `dir`.
+fn changed_recipe(dir: &Path, name: &str, changes: serde_json::Value) -> std::path::PathBuf {
+    let mut recipe: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(RECIPE).unwrap()).unwrap();
+    for (key, value) in changes.as_object().unwrap() {
+        recipe[key] = value.clone();
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, recipe.to_string()).unwrap();
+    path
 }
 
 fn weights(dir: &Path) -> Vec<(String, HostTensor)> {
@@ -118,6 +138,43 @@ fn a_run_stopped_and_resumed_equals_an_uninterrupted_one() {
     assert!(
         largest < 0.05,
         "resumed weights are {largest} away from the uninterrupted run"
+    );
+}
+
+#[test]
+fn a_finished_run_goes_on_under_a_longer_schedule_and_refuses_other_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, run) = (dir.path().join("model"), dir.path().join("run"));
+    train(&out, &run, &[]);
+
+    let other_rate = changed_recipe(
+        dir.path(),
+        "rate.json",
+        serde_json::json!({"learning_rate": 0.01, "steps": 8}),
+    );
+    let (ok, log) = train_with(&other_rate, &out, &run, &[]);
+    assert!(
+        !ok && log.contains("cannot resume") && log.contains("`learning_rate`"),
+        "{log}"
+    );
+    let stretched = changed_recipe(
+        dir.path(),
+        "stretched.json",
+        serde_json::json!({"steps": 8}),
+    );
+    let (ok, log) = train_with(&stretched, &out, &run, &[]);
+    assert!(!ok && log.contains("set `decay_steps` to 6"), "{log}");
+
+    let longer = changed_recipe(
+        dir.path(),
+        "longer.json",
+        serde_json::json!({"steps": 8, "decay_steps": 6}),
+    );
+    let (ok, log) = train_with(&longer, &out, &run, &[]);
+    assert!(ok && log.contains("resuming at step 6"), "{log}");
+    assert!(
+        log.contains("step      8/8") && !log.contains("step      6/"),
+        "{log}"
     );
 }
 
