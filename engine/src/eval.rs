@@ -1,5 +1,5 @@
 //! Held-out evaluation of a model folder's `eval.jsonl`: does the model answer better when it
-//! thinks longer, and does it think longer on answers than on the words around them?
+//! thinks longer, and does it think longer on answers than on plain filler text?
 
 use std::collections::BTreeMap;
 
@@ -14,13 +14,20 @@ use crate::settings::ThinkingSettings;
 use crate::tokenizer::Tokenizer;
 use crate::trace::Record;
 
-/// One held-out sentence split where its checkable answer sits.
+/// One held-out sentence split where its checkable answer sits. An empty answer marks a filler
+/// sentence (all of it in `prompt`): nothing to check, only easy tokens to count iterations on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalExample {
     pub family: String,
     pub prompt: String,
     pub answer: String,
     pub suffix: String,
+}
+
+impl EvalExample {
+    pub fn is_filler(&self) -> bool {
+        self.answer.is_empty()
+    }
 }
 
 /// Reads `eval.jsonl`: one example per line; a bad line is an error naming it.
@@ -65,7 +72,8 @@ impl Accuracy {
     }
 }
 
-/// Iterations used under an exit criterion, answer tokens against all other tokens.
+/// Mean iterations used under an exit criterion by answer tokens, by the other tokens of the
+/// same sentences, and by the tokens of filler sentences.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExitUse {
     pub criterion: ExitCriterion,
@@ -74,6 +82,11 @@ pub struct ExitUse {
     pub answer_mean: f64,
     pub other_tokens: usize,
     pub other_mean: f64,
+    /// Zero in tables made from an eval.jsonl without filler sentences.
+    #[serde(default)]
+    pub filler_tokens: usize,
+    #[serde(default)]
+    pub filler_mean: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +101,7 @@ struct Encoded {
     prompt: Vec<u32>,
     answer: Vec<u32>,
     suffix: Vec<u32>,
+    filler: bool,
 }
 
 fn encode(tokenizer: &Tokenizer, example: &EvalExample) -> Result<Encoded> {
@@ -95,14 +109,29 @@ fn encode(tokenizer: &Tokenizer, example: &EvalExample) -> Result<Encoded> {
         prompt: tokenizer.encode(&example.prompt)?,
         answer: tokenizer.encode(&example.answer)?,
         suffix: tokenizer.encode(&example.suffix)?,
+        filler: example.is_filler(),
     };
-    if encoded.prompt.is_empty() || encoded.answer.is_empty() {
+    if encoded.prompt.len() + encoded.answer.len() + encoded.suffix.len() < 2 {
         return Err(EngineError::Setting(format!(
-            "eval example {:?} has an empty prompt or answer",
+            "eval example {:?} has fewer than two tokens: nothing to predict",
             example.prompt
         )));
     }
+    if encoded.prompt.is_empty() {
+        return Err(EngineError::Setting(format!(
+            "eval example with answer {:?} has an empty prompt",
+            example.answer
+        )));
+    }
     Ok(encoded)
+}
+
+/// Iterations each predicted token used, by kind of token.
+#[derive(Default)]
+struct IterationUse {
+    answer: Vec<usize>,
+    other: Vec<usize>,
+    filler: Vec<usize>,
 }
 
 fn settings(steps: usize, exit: ExitCriterion) -> ThinkingSettings {
@@ -136,15 +165,14 @@ async fn answers<B: QuantMatmul>(
     Ok(true)
 }
 
-/// Feeds the whole sentence one token at a time under `exit` and adds each prediction's
-/// iteration count to `answer` or `other` by whether the predicted token is part of the answer.
+/// Feeds the whole sentence one token at a time under `exit` and records each prediction's
+/// iteration count by what the predicted token is: answer, other, or filler.
 async fn exit_use<B: QuantMatmul>(
     model: &RecurrentModel<B>,
     example: &Encoded,
     exit: ExitCriterion,
     max_steps: usize,
-    answer: &mut Vec<usize>,
-    other: &mut Vec<usize>,
+    used: &mut IterationUse,
 ) -> Result<()> {
     let tokens: Vec<u32> = [&example.prompt, &example.answer, &example.suffix]
         .into_iter()
@@ -156,11 +184,14 @@ async fn exit_use<B: QuantMatmul>(
     for (t, &token) in tokens.iter().enumerate().take(tokens.len() - 1) {
         session.feed(&[token]).await?;
         let iterations = session.trace().positions.last().map_or(0, |p| p.iterations);
-        if span.contains(&(t + 1)) {
-            answer.push(iterations);
+        let kind = if example.filler {
+            &mut used.filler
+        } else if span.contains(&(t + 1)) {
+            &mut used.answer
         } else {
-            other.push(iterations);
-        }
+            &mut used.other
+        };
+        kind.push(iterations);
     }
     Ok(())
 }
@@ -180,7 +211,7 @@ pub async fn evaluate<B: QuantMatmul>(
         .collect::<Result<_>>()?;
     let mut accuracy = Vec::new();
     let mut families: Vec<&str> = Vec::new();
-    for example in examples {
+    for example in examples.iter().filter(|e| !e.is_filler()) {
         if !families.contains(&example.family.as_str()) {
             families.push(&example.family);
         }
@@ -191,7 +222,7 @@ pub async fn evaluate<B: QuantMatmul>(
             for (_, tokens) in examples
                 .iter()
                 .zip(&encoded)
-                .filter(|(e, _)| e.family == family)
+                .filter(|(e, _)| e.family == family && !e.is_filler())
             {
                 outcomes.push(answers(model, tokens, r).await?);
             }
@@ -204,9 +235,9 @@ pub async fn evaluate<B: QuantMatmul>(
             });
         }
     }
-    let (mut answer, mut other) = (Vec::new(), Vec::new());
+    let mut used = IterationUse::default();
     for tokens in &encoded {
-        exit_use(model, tokens, exit, max_steps, &mut answer, &mut other).await?;
+        exit_use(model, tokens, exit, max_steps, &mut used).await?;
     }
     let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len().max(1) as f64;
     Ok(EvalReport {
@@ -215,10 +246,12 @@ pub async fn evaluate<B: QuantMatmul>(
         exit: ExitUse {
             criterion: exit,
             max_steps,
-            answer_tokens: answer.len(),
-            answer_mean: mean(&answer),
-            other_tokens: other.len(),
-            other_mean: mean(&other),
+            answer_tokens: used.answer.len(),
+            answer_mean: mean(&used.answer),
+            other_tokens: used.other.len(),
+            other_mean: mean(&used.other),
+            filler_tokens: used.filler.len(),
+            filler_mean: mean(&used.filler),
         },
     })
 }
@@ -249,15 +282,18 @@ impl EvalReport {
         }
         let e = &self.exit;
         out += &format!(
-            "exit {} (max {}): answer tokens {:.2} iterations (n={}), other tokens {:.2} (n={}), ratio {:.2}\n",
-            e.criterion,
-            e.max_steps,
-            e.answer_mean,
-            e.answer_tokens,
-            e.other_mean,
-            e.other_tokens,
-            e.answer_mean / e.other_mean
+            "exit {} (max {}): answer tokens {:.2} iterations (n={}), other tokens of those sentences {:.2} (n={})",
+            e.criterion, e.max_steps, e.answer_mean, e.answer_tokens, e.other_mean, e.other_tokens,
         );
+        if e.filler_tokens > 0 {
+            out += &format!(
+                ", filler tokens {:.2} (n={}); answer / filler {:.2}",
+                e.filler_mean,
+                e.filler_tokens,
+                e.answer_mean / e.filler_mean
+            );
+        }
+        out += "\n";
         out
     }
 }

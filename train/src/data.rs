@@ -204,11 +204,30 @@ pub fn test_set(seed: u64, per_family: usize) -> Vec<Example> {
     examples
 }
 
+/// `count` filler sentences for measuring how many iterations easy tokens use. Filler has no
+/// split: these may also occur in training, which is harmless since nothing in them is checked.
+pub fn filler_set(seed: u64, count: usize) -> Vec<String> {
+    // Another stream than `test_set`'s, so adding filler leaves the held-out problems as they were.
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xf111_e7);
+    (0..count).map(|_| filler(&mut rng)).collect()
+}
+
 /// One JSON object per line with `family`, `prompt`, `answer` and `suffix`: the eval file the
-/// engine reads from the model folder.
-pub fn write_eval_jsonl(examples: &[Example], mut writer: impl Write) -> io::Result<()> {
+/// engine reads from the model folder. Filler sentences follow the examples as family `filler`
+/// with the whole sentence as the prompt and an empty answer.
+pub fn write_eval_jsonl(
+    examples: &[Example],
+    fillers: &[String],
+    mut writer: impl Write,
+) -> io::Result<()> {
     for example in examples {
         serde_json::to_writer(&mut writer, example)?;
+        writer.write_all(b"\n")?;
+    }
+    for sentence in fillers {
+        let line =
+            serde_json::json!({"family": "filler", "prompt": sentence, "answer": "", "suffix": ""});
+        serde_json::to_writer(&mut writer, &line)?;
         writer.write_all(b"\n")?;
     }
     writer.flush()
@@ -757,17 +776,23 @@ mod tests {
     #[test]
     fn eval_jsonl_has_one_object_per_line() {
         let examples = test_set(9, 5);
+        let fillers = filler_set(9, 2);
         let mut out = Vec::new();
-        write_eval_jsonl(&examples, &mut out).unwrap();
+        write_eval_jsonl(&examples, &fillers, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), examples.len());
+        assert_eq!(lines.len(), examples.len() + 2);
         let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
         assert_eq!(first["family"], "compare");
-        let back: Vec<Example> = lines
+        let back: Vec<Example> = lines[..examples.len()]
             .iter()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert_eq!(back, examples);
+        let filler: serde_json::Value = serde_json::from_str(lines[examples.len()]).unwrap();
+        assert_eq!(filler["family"], "filler");
+        assert_eq!(filler["prompt"].as_str(), Some(fillers[0].as_str()));
+        assert_eq!(filler["answer"], "");
+        assert!(!fillers[0].chars().any(|c| c.is_ascii_digit()));
     }
 }

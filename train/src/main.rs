@@ -70,7 +70,7 @@ struct Args {
     /// Stop after this step with a checkpoint; running again resumes exactly where it stopped.
     #[arg(long)]
     stop_at: Option<usize>,
-    /// Held-out examples per family written to eval.jsonl.
+    /// Held-out examples per family written to eval.jsonl, and as many filler sentences.
     #[arg(long, default_value_t = 100)]
     eval_per_family: usize,
     /// Where the steps run: the CPU (ndarray, repeatable bit for bit) or a GPU through wgpu
@@ -219,6 +219,7 @@ impl ModelFolder<'_> {
         let mut eval = Vec::new();
         data::write_eval_jsonl(
             &data::test_set(self.recipe.seed, self.eval_per_family),
+            &data::filler_set(self.recipe.seed, self.eval_per_family),
             &mut eval,
         )
         .map_err(|e| TrainError::io(&self.dir.join("eval.jsonl"), e))?;

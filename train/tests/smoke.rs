@@ -78,7 +78,11 @@ fn trains_a_model_folder_the_engine_loads_and_evaluates() {
     let examples =
         read_examples(&std::fs::read_to_string(out.join("eval.jsonl")).unwrap()).unwrap();
     let examples = sample(examples, 2);
-    assert_eq!(examples.len(), 6, "two of each of three families");
+    assert_eq!(
+        examples.len(),
+        8,
+        "two of each of three families, and two filler sentences"
+    );
     let report = block_on(evaluate(
         &loaded.model,
         &tokenizer,
@@ -91,6 +95,12 @@ fn trains_a_model_folder_the_engine_loads_and_evaluates() {
     assert_eq!(report.accuracy.len(), 6);
     assert!(report.accuracy.iter().all(|a| a.total == 2));
     assert!(report.exit.answer_tokens > 0 && report.exit.other_tokens > report.exit.answer_tokens);
+    assert!(report.exit.filler_tokens > 10, "{:?}", report.exit);
+    assert!(
+        report.table().contains("answer / filler"),
+        "{}",
+        report.table()
+    );
     assert!((1.0..=8.0).contains(&report.exit.answer_mean));
 }
 
