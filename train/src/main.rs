@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use burn::backend::{Autodiff, NdArray};
-use burn::tensor::backend::AutodiffBackend;
 use clap::{Parser, ValueEnum};
 use loopscope_engine::qmatmul::QuantMatmul;
 use loopscope_engine::weights::write_safetensors;
@@ -130,18 +129,21 @@ fn run(args: Args) -> Result<(), TrainError> {
         eval_per_family: args.eval_per_family,
     };
     folder.write_fixed()?;
-    let run = Run {
+    let run = trainer::Run {
         recipe: &recipe,
-        vocab_size,
+        vocab: vocab_size,
         train_tokens: &train_tokens,
         val_tokens: &val_tokens,
         run_dir: &run_dir,
         stop_at: args.stop_at,
-        folder: &folder,
     };
     let finished = match args.backend {
-        BackendChoice::Cpu => run.on::<Autodiff<NdArray>>(&Default::default())?,
-        BackendChoice::Wgpu => run_wgpu(&run)?,
+        BackendChoice::Cpu => {
+            trainer::train::<Autodiff<NdArray>>(&run, &Default::default(), |m| {
+                folder.write_weights(m)
+            })?
+        }
+        BackendChoice::Wgpu => run_wgpu(&run, &folder)?,
     };
     if finished {
         eprintln!("wrote {}", args.out.display());
@@ -154,42 +156,15 @@ fn run(args: Args) -> Result<(), TrainError> {
     Ok(())
 }
 
-/// Everything a run needs but its backend.
-struct Run<'a> {
-    recipe: &'a Recipe,
-    vocab_size: usize,
-    train_tokens: &'a vocab::TokenStream,
-    val_tokens: &'a vocab::TokenStream,
-    run_dir: &'a Path,
-    stop_at: Option<usize>,
-    folder: &'a ModelFolder<'a>,
-}
-
-impl Run<'_> {
-    fn on<B: AutodiffBackend + QuantMatmul>(&self, device: &B::Device) -> Result<bool, TrainError>
-    where
-        B::InnerBackend: QuantMatmul,
-    {
-        trainer::train::<B>(
-            self.recipe,
-            self.vocab_size,
-            self.train_tokens,
-            self.val_tokens,
-            self.run_dir,
-            self.stop_at,
-            device,
-            |model| self.folder.write_weights(model),
-        )
-    }
-}
-
 #[cfg(feature = "wgpu")]
-fn run_wgpu(run: &Run) -> Result<bool, TrainError> {
-    run.on::<Autodiff<burn::backend::Wgpu>>(&Default::default())
+fn run_wgpu(run: &trainer::Run, folder: &ModelFolder) -> Result<bool, TrainError> {
+    trainer::train::<Autodiff<burn::backend::Wgpu>>(run, &Default::default(), |m| {
+        folder.write_weights(m)
+    })
 }
 
 #[cfg(not(feature = "wgpu"))]
-fn run_wgpu(_: &Run) -> Result<bool, TrainError> {
+fn run_wgpu(_: &trainer::Run, _: &ModelFolder) -> Result<bool, TrainError> {
     Err(TrainError::NoWgpu)
 }
 

@@ -42,24 +42,38 @@ pub struct Validation {
     pub answer_losses: Vec<(usize, f32)>,
 }
 
+/// A training run: what it trains on and where it checkpoints; the backend is chosen by `train`.
+pub struct Run<'a> {
+    pub recipe: &'a Recipe,
+    /// Size of the tokenizer's vocabulary.
+    pub vocab: usize,
+    pub train_tokens: &'a TokenStream,
+    pub val_tokens: &'a TokenStream,
+    pub run_dir: &'a Path,
+    /// End the call after this step with a checkpoint.
+    pub stop_at: Option<usize>,
+}
+
 /// Trains from `train_tokens`, checkpointing under `run_dir`; resumes from the last checkpoint
 /// there when one exists. `snapshot` receives the model at every validation and at the end.
 /// Returns whether the run finished, `false` when `stop_at` ended it early (checkpointed, so
 /// that the next call resumes it exactly on the same backend).
-#[allow(clippy::too_many_arguments)]
 pub fn train<B: AutodiffBackend + QuantMatmul>(
-    recipe: &Recipe,
-    vocab: usize,
-    train_tokens: &TokenStream,
-    val_tokens: &TokenStream,
-    run_dir: &Path,
-    stop_at: Option<usize>,
+    run: &Run,
     device: &B::Device,
     mut snapshot: impl FnMut(&RecurrentModel<B::InnerBackend>) -> Result<(), TrainError>,
 ) -> Result<bool, TrainError>
 where
     B::InnerBackend: QuantMatmul,
 {
+    let Run {
+        recipe,
+        vocab,
+        train_tokens,
+        val_tokens,
+        run_dir,
+        stop_at,
+    } = *run;
     let config = recipe.model_config(vocab);
     let needed = recipe.seq_len + 2;
     if train_tokens.tokens.len() < needed || val_tokens.tokens.len() < needed {
