@@ -144,8 +144,11 @@ async fn run<B: QuantMatmul>(
         .generate(ids, max_tokens, stop, async |position| {
             busy.model_worked();
             // The model's last slice and the view update with its redraws get a frame each:
-            // together they made the longest frames (100-120 ms on the CPU).
-            yield_to_browser().await;
+            // together they made the longest frames (100-120 ms on the CPU). Unless a pause
+            // has just yielded: another frame would then be an empty one.
+            if now() - busy.since.get() > JUST_YIELDED_MS {
+                yield_to_browser().await;
+            }
             let started = now();
             let go_on = on_token(position);
             busy.view.set(busy.view.get().max(now() - started));
@@ -197,6 +200,9 @@ pub fn timed_draw<R>(draw: impl FnOnce() -> R) -> R {
 
 /// Longest stretch of model work between two turns of the browser's event loop.
 const SLICE_MS: f64 = 25.0;
+
+/// Model work since the last yield short enough to share a frame with the view update.
+const JUST_YIELDED_MS: f64 = 5.0;
 
 pub fn now() -> f64 {
     web_sys::window()
