@@ -95,13 +95,13 @@ impl ModelConfig {
                 return fail(format!("`{name}` must be positive"));
             }
         }
-        if self.n_embd % self.n_heads != 0 {
+        if !self.n_embd.is_multiple_of(self.n_heads) {
             return fail(format!(
                 "n_embd {} is not divisible by n_heads {}",
                 self.n_embd, self.n_heads
             ));
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return fail(format!(
                 "head dimension {} must be even for RoPE",
                 self.head_dim()
@@ -115,7 +115,9 @@ impl ModelConfig {
                 ));
             }
         }
-        if !(self.rope_base > 0.0) || !(self.norm_eps > 0.0) {
+        // Written so that NaN fails too.
+        let positive = |x: f64| x > 0.0;
+        if !positive(self.rope_base) || !positive(self.norm_eps) {
             return fail("rope_base and norm_eps must be positive".into());
         }
         Ok(())

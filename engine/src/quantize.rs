@@ -63,7 +63,7 @@ fn weights_error(file: &str, message: impl ToString) -> EngineError {
 /// Whether `name` with `shape` is stored quantized in `format` (q4 packs pairs of columns, so an
 /// odd-width matrix stays as it is).
 fn quantizes(format: Format, name: &str, shape: &[usize]) -> bool {
-    is_quantized(name, shape) && (format == Format::Q8 || shape[1] % 2 == 0)
+    is_quantized(name, shape) && (format == Format::Q8 || shape[1].is_multiple_of(2))
 }
 
 fn plan_parts(format: Format, name: &str, dtype: Dtype, shape: &[usize]) -> Vec<Part> {

@@ -111,7 +111,7 @@ fn run(args: Args) -> Result<(), TrainError> {
     let vocab_size = tokenizer.get_vocab_size(true);
     // Validation text comes from another seed: the same distribution, other sentences.
     let validation = data::training_text(
-        recipe.seed ^ 0x5eed_0f_7a11,
+        recipe.seed ^ 0x5e_ed0f_7a11,
         (recipe.corpus_sentences / 50).max(64),
         recipe.filler_share,
     );

@@ -196,7 +196,7 @@ mod tests {
         assert!((mean - 9.0).abs() < 0.3, "mean r {mean}");
         assert!(draws
             .iter()
-            .all(|&(n, k)| k >= 1 && k <= 4 && (n == 0 || k == 4)));
+            .all(|&(n, k)| (1..=4).contains(&k) && (n == 0 || k == 4)));
         assert!(draws.iter().any(|&(n, k)| n + k > 16) && draws.iter().any(|&(n, k)| n + k <= 3));
     }
 

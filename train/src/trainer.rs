@@ -129,7 +129,7 @@ where
         progress.step += 1;
         progress.tokens_seen += tokens_per_step;
 
-        if progress.step % recipe.log_every == 0 || progress.step == recipe.steps {
+        if progress.step.is_multiple_of(recipe.log_every) || progress.step == recipe.steps {
             let elapsed = started.elapsed().as_secs_f64();
             let done = progress.step - first_step;
             let rate = (done * tokens_per_step) as f64 / elapsed;
@@ -143,7 +143,7 @@ where
                 eta / 60.0
             );
         }
-        if progress.step % recipe.eval_every == 0 || progress.step == recipe.steps {
+        if progress.step.is_multiple_of(recipe.eval_every) || progress.step == recipe.steps {
             let trained = model.valid();
             let validation = validate(&trained, recipe, val_tokens, progress.step);
             let shown: Vec<String> = validation
@@ -161,7 +161,7 @@ where
             snapshot(&trained)?;
         }
         let stopping = stop_at == Some(progress.step) && progress.step < recipe.steps;
-        if progress.step % recipe.checkpoint_every == 0 || progress.step == recipe.steps || stopping
+        if progress.step.is_multiple_of(recipe.checkpoint_every) || progress.step == recipe.steps || stopping
         {
             model
                 .clone()
