@@ -38,10 +38,14 @@ pub struct Recipe {
     pub learning_rate: f64,
     /// The learning rate decays along a cosine to this fraction of its peak.
     pub final_lr_fraction: f64,
-    /// The step where the cosine reaches its floor, which then holds; by default the last step.
-    /// Set to a finished run's `steps`, it lets that run go on without changing a step it took.
+    /// The step where the cosine reaches its floor; by default the last step. Set to a finished
+    /// run's `steps`, it lets that run go on without changing a step it took.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decay_steps: Option<usize>,
+    /// After `decay_steps`, a second cosine from the floor down to this fraction of the peak at
+    /// the last step: a run that goes on anneals again. Without it the floor holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail_lr_fraction: Option<f64>,
     pub weight_decay: f32,
     pub grad_clip: f32,
     pub seed: u64,
@@ -87,10 +91,21 @@ impl Recipe {
             return self.learning_rate * (step + 1) as f64 / self.warmup_steps as f64;
         }
         let decay_end = self.decay_steps.unwrap_or(self.steps);
-        let span = decay_end.saturating_sub(self.warmup_steps).max(1) as f64;
-        let progress = ((step - self.warmup_steps) as f64 / span).min(1.0);
-        let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
-        self.learning_rate * (self.final_lr_fraction + (1.0 - self.final_lr_fraction) * cosine)
+        let fraction = match self.tail_lr_fraction {
+            Some(tail) if step >= decay_end => cosine(
+                self.final_lr_fraction,
+                tail,
+                step - decay_end,
+                self.steps - decay_end,
+            ),
+            _ => cosine(
+                1.0,
+                self.final_lr_fraction,
+                step - self.warmup_steps,
+                decay_end.saturating_sub(self.warmup_steps),
+            ),
+        };
+        self.learning_rate * fraction
     }
 
     /// Whether a checkpoint that `earlier` wrote after `steps_taken` steps can go on under this
@@ -101,6 +116,7 @@ impl Recipe {
         let comparable = Recipe {
             steps: earlier.steps,
             decay_steps: earlier.decay_steps,
+            tail_lr_fraction: earlier.tail_lr_fraction,
             log_every: earlier.log_every,
             eval_every: earlier.eval_every,
             checkpoint_every: earlier.checkpoint_every,
@@ -142,6 +158,12 @@ impl Recipe {
         let k = r.min(self.mean_backprop_depth);
         (r - k, k)
     }
+}
+
+/// From `from` to `to` along half a cosine, `done` of `span` steps in (then `to`).
+fn cosine(from: f64, to: f64, done: usize, span: usize) -> f64 {
+    let progress = (done as f64 / span.max(1) as f64).min(1.0);
+    to + (from - to) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
 }
 
 /// The share every recipe used before it was a setting, so older recipes repeat their corpus.
@@ -231,6 +253,20 @@ mod tests {
         let floor = longer.learning_rate * longer.final_lr_fraction;
         assert!((longer.learning_rate_at(100) - floor).abs() < 1e-12);
         assert!((longer.learning_rate_at(299) - floor).abs() < 1e-12);
+        let annealed = Recipe {
+            tail_lr_fraction: Some(0.01),
+            ..longer.clone()
+        };
+        assert_eq!(annealed.continues(&finished, 100), Ok(()));
+        assert!((annealed.learning_rate_at(100) - floor).abs() < 1e-12);
+        let (middle, end) = (
+            annealed.learning_rate_at(200),
+            annealed.learning_rate_at(299),
+        );
+        assert!(
+            middle < floor && middle > end && (end - annealed.learning_rate * 0.01).abs() < 1e-6,
+            "{middle} {end}"
+        );
 
         let stretched = Recipe {
             decay_steps: None,

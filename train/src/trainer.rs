@@ -161,7 +161,9 @@ where
             snapshot(&trained)?;
         }
         let stopping = stop_at == Some(progress.step) && progress.step < recipe.steps;
-        if progress.step.is_multiple_of(recipe.checkpoint_every) || progress.step == recipe.steps || stopping
+        if progress.step.is_multiple_of(recipe.checkpoint_every)
+            || progress.step == recipe.steps
+            || stopping
         {
             model
                 .clone()
