@@ -377,30 +377,17 @@ impl Checkpoint {
         self.progress_file().exists()
     }
     fn progress(&self) -> Result<Progress, TrainError> {
-        let path = self.progress_file();
-        let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
-        serde_json::from_str(&text)
-            .map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))
+        read_json(&self.progress_file())
     }
     /// The recipe the checkpoint was made under: a resumed run must continue it.
     fn recipe(&self) -> Result<Recipe, TrainError> {
-        let path = self.dir.join("recipe.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
-        serde_json::from_str(&text)
-            .map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))
+        read_json(&self.dir.join("recipe.json"))
     }
     fn save_recipe(&self, recipe: &Recipe) -> Result<(), TrainError> {
-        let path = self.dir.join("recipe.json");
-        std::fs::write(
-            &path,
-            serde_json::to_vec_pretty(recipe).expect("plain data"),
-        )
-        .map_err(|e| TrainError::io(&path, e))
+        write_json(&self.dir.join("recipe.json"), recipe)
     }
     fn save_progress(&self, progress: &Progress) -> Result<(), TrainError> {
-        let path = self.progress_file();
-        std::fs::write(&path, serde_json::to_vec(progress).expect("plain data"))
-            .map_err(|e| TrainError::io(&path, e))
+        write_json(&self.progress_file(), progress)
     }
     /// Validation losses accumulate in validation.jsonl, one line per measurement.
     fn append_validation(&self, validation: &Validation) -> Result<(), TrainError> {
@@ -417,6 +404,16 @@ impl Checkpoint {
         )
         .map_err(|e| TrainError::io(&path, e))
     }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, TrainError> {
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), TrainError> {
+    std::fs::write(path, serde_json::to_vec_pretty(value).expect("plain data"))
+        .map_err(|e| TrainError::io(path, e))
 }
 
 #[cfg(test)]
