@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::io::{self, Write};
 use std::ops::Range;
 
+use loopscope_engine::eval::EvalExample;
 use rand::seq::IndexedRandom;
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -225,8 +226,12 @@ pub fn write_eval_jsonl(
         writer.write_all(b"\n")?;
     }
     for sentence in fillers {
-        let line =
-            serde_json::json!({"family": "filler", "prompt": sentence, "answer": "", "suffix": ""});
+        let line = EvalExample {
+            family: "filler".into(),
+            prompt: sentence.clone(),
+            answer: String::new(),
+            suffix: String::new(),
+        };
         serde_json::to_writer(&mut writer, &line)?;
         writer.write_all(b"\n")?;
     }
@@ -793,6 +798,8 @@ mod tests {
         assert_eq!(filler["family"], "filler");
         assert_eq!(filler["prompt"].as_str(), Some(fillers[0].as_str()));
         assert_eq!(filler["answer"], "");
+        let read: EvalExample = serde_json::from_str(lines[examples.len()]).unwrap();
+        assert!(read.is_filler());
         assert!(!fillers[0].chars().any(|c| c.is_ascii_digit()));
     }
 }
