@@ -73,7 +73,9 @@ impl Accuracy {
 }
 
 /// Mean iterations used under an exit criterion by answer tokens, by the other tokens of the
-/// same sentences, and by the tokens of filler sentences.
+/// same sentences, and by the tokens of filler sentences. Answer tokens are those that spell the
+/// answer: a space the tokenizer splits off before a number is always the next token there, so
+/// it counts with the other tokens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExitUse {
     pub criterion: ExitCriterion,
@@ -100,14 +102,22 @@ pub struct EvalReport {
 struct Encoded {
     prompt: Vec<u32>,
     answer: Vec<u32>,
+    /// Leading answer tokens that are whitespace alone (the space before a number's digits).
+    separator: usize,
     suffix: Vec<u32>,
     filler: bool,
 }
 
 fn encode(tokenizer: &Tokenizer, example: &EvalExample) -> Result<Encoded> {
+    let answer = tokenizer.encode(&example.answer)?;
+    let separator = answer
+        .iter()
+        .take_while(|&&id| tokenizer.token_text(id).trim().is_empty())
+        .count();
     let encoded = Encoded {
         prompt: tokenizer.encode(&example.prompt)?,
-        answer: tokenizer.encode(&example.answer)?,
+        answer,
+        separator,
         suffix: tokenizer.encode(&example.suffix)?,
         filler: example.is_filler(),
     };
@@ -179,7 +189,7 @@ async fn exit_use<B: QuantMatmul>(
         .flatten()
         .copied()
         .collect();
-    let span = example.prompt.len()..example.prompt.len() + example.answer.len();
+    let span = example.prompt.len() + example.separator..example.prompt.len() + example.answer.len();
     let mut session = Session::new(model, settings(max_steps, exit), Record::default())?;
     for (t, &token) in tokens.iter().enumerate().take(tokens.len() - 1) {
         session.feed(&[token]).await?;

@@ -10,9 +10,13 @@ use loopscope_engine::{block_on, ExitCriterion};
 
 const PER_FAMILY: usize = 8;
 
+fn shipped() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../public/models/loopscope-tiny")
+}
+
 #[test]
 fn a_sample_of_the_shipped_table_reproduces() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../public/models/loopscope-tiny");
+    let dir = shipped();
     let table: EvalReport =
         serde_json::from_slice(&std::fs::read(dir.join("eval.json")).unwrap()).unwrap();
     let loaded = load_dir::<NdArray>(&dir, &Default::default()).unwrap();
@@ -47,4 +51,28 @@ fn a_sample_of_the_shipped_table_reproduces() {
             row.steps
         );
     }
+}
+
+/// The exit measurement counts as answer tokens those that spell the answer: the space the
+/// tokenizer splits off before a number's digits goes with the other tokens.
+#[test]
+fn answer_tokens_are_the_answers_digits() {
+    let loaded = load_dir::<NdArray>(&shipped(), &Default::default()).unwrap();
+    let tokenizer = loaded.tokenizer.expect("the shipped model has a tokenizer");
+    let line = r#"{"family":"arithmetic","prompt":"47 plus 38 is","answer":" 85","suffix":"."}"#;
+    let examples = read_examples(line).unwrap();
+    assert_eq!(tokenizer.encode(" 85").unwrap().len(), 3, "space, 8, 5");
+    let report = block_on(evaluate(
+        &loaded.model,
+        &tokenizer,
+        &examples,
+        &[1],
+        ExitCriterion::Kl { threshold: 1e-3 },
+        8,
+    ))
+    .unwrap();
+    let prompt = tokenizer.encode("47 plus 38 is").unwrap().len();
+    assert_eq!(report.exit.answer_tokens, 2);
+    // Every position but the last predicts a token: the prompt's, the space, the digits, ".".
+    assert_eq!(report.exit.other_tokens, prompt - 1 + 1 + 1);
 }

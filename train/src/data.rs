@@ -1,5 +1,6 @@
-//! The generated corpus: short English sentences, a quarter of them plain filler and the rest
-//! carrying a computation whose answer can be checked, in three families of graded difficulty.
+//! The generated corpus: short English sentences, a share of them (a recipe setting) plain filler
+//! and the rest carrying a computation whose answer can be checked, in three families of graded
+//! difficulty.
 //!
 //! Each computing sentence comes from a [`Problem`] (the numbers and operations) rendered through
 //! one of several templates. The train/test split is decided from the problem alone, so a held-out
@@ -31,6 +32,42 @@ pub enum Family {
 
 impl Family {
     pub const ALL: [Family; 3] = [Family::Compare, Family::Chain, Family::Arithmetic];
+}
+
+/// What the corpus is made of, beyond its size and seed: settings of a recipe.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Mix {
+    /// Share of sentences without a computation (easy tokens next to hard ones).
+    pub filler_share: f64,
+    pub filler: FillerStyle,
+    /// Whether comparisons may ask for the person with the larger number instead of the number:
+    /// binding a name to a number is a skill of its own, which no model here learned.
+    pub compare_by_name: bool,
+}
+
+impl Mix {
+    /// The corpus every recipe used before these were settings: word-list filler, named comparisons.
+    #[cfg(test)]
+    pub fn word_lists(filler_share: f64) -> Self {
+        Self {
+            filler_share,
+            filler: FillerStyle::WordLists,
+            compare_by_name: true,
+        }
+    }
+}
+
+/// How filler sentences are made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FillerStyle {
+    /// A small grammar whose slots take words uniformly from lists: every slot is a guess, so
+    /// these are the least predictable tokens of the corpus, not the easiest.
+    #[default]
+    WordLists,
+    /// Everyday sentences from a fixed stock, a few with a person's name: after a sentence's
+    /// first words the rest is known, as much of natural text is.
+    Stock,
 }
 
 /// One sentence split where the answer sits: `prompt + answer + suffix` is the whole sentence.
@@ -147,14 +184,14 @@ pub struct Corpus {
     pub answers: Vec<Range<usize>>,
 }
 
-/// `sentences` sentences of the training split: a share `filler_share` of filler, the rest
+/// `sentences` sentences of the training split: a share `mix.filler_share` of filler, the rest
 /// spread evenly over the families. The same seed gives the same text.
-pub fn training_text(seed: u64, sentences: usize, filler_share: f64) -> Corpus {
+pub fn training_text(seed: u64, sentences: usize, mix: &Mix) -> Corpus {
     let mut corpus = Corpus {
         text: String::new(),
         answers: Vec::new(),
     };
-    for (_, sentence, answer) in training_sentences(seed, filler_share).take(sentences) {
+    for (_, sentence, answer) in training_sentences(seed, *mix).take(sentences) {
         let start = corpus.text.len();
         corpus.text.push_str(&sentence);
         corpus.text.push('\n');
@@ -171,16 +208,16 @@ pub fn training_text(seed: u64, sentences: usize, filler_share: f64) -> Corpus {
 /// filler).
 fn training_sentences(
     seed: u64,
-    filler_share: f64,
+    mix: Mix,
 ) -> impl Iterator<Item = (Option<Problem>, String, Option<Range<usize>>)> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     std::iter::repeat_with(move || {
-        if rng.random_bool(filler_share) {
-            return (None, filler(&mut rng), None);
+        if rng.random_bool(mix.filler_share) {
+            return (None, filler(mix.filler, &mut rng), None);
         }
         let family = *Family::ALL.choose(&mut rng).expect("families exist");
         let problem = sample_problem(family, false, &mut rng);
-        let example = render(&problem, &mut rng);
+        let example = render(&problem, mix.compare_by_name, &mut rng);
         let answer = example.prompt.len()..example.prompt.len() + example.answer.len();
         (Some(problem), example.sentence(), Some(answer))
     })
@@ -188,7 +225,7 @@ fn training_sentences(
 
 /// `per_family` examples of each family from the held-out split, grouped by family, each
 /// problem at most once. Returns fewer when a family runs out of distinct held-out problems.
-pub fn test_set(seed: u64, per_family: usize) -> Vec<Example> {
+pub fn test_set(seed: u64, per_family: usize, mix: &Mix) -> Vec<Example> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut examples = Vec::with_capacity(per_family * Family::ALL.len());
     for family in Family::ALL {
@@ -198,7 +235,7 @@ pub fn test_set(seed: u64, per_family: usize) -> Vec<Example> {
             attempts += 1;
             let problem = sample_problem(family, true, &mut rng);
             if seen.insert(problem.key()) {
-                examples.push(render(&problem, &mut rng));
+                examples.push(render(&problem, mix.compare_by_name, &mut rng));
             }
         }
     }
@@ -207,10 +244,10 @@ pub fn test_set(seed: u64, per_family: usize) -> Vec<Example> {
 
 /// `count` filler sentences for measuring how many iterations easy tokens use. Filler has no
 /// split: these may also occur in training, which is harmless since nothing in them is checked.
-pub fn filler_set(seed: u64, count: usize) -> Vec<String> {
+pub fn filler_set(seed: u64, count: usize, style: FillerStyle) -> Vec<String> {
     // Another stream than `test_set`'s, so adding filler leaves the held-out problems as they were.
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x00f1_11e7);
-    (0..count).map(|_| filler(&mut rng)).collect()
+    (0..count).map(|_| filler(style, &mut rng)).collect()
 }
 
 /// One JSON object per line with `family`, `prompt`, `answer` and `suffix`: the eval file the
@@ -353,7 +390,8 @@ fn counted(n: u32, noun: &str) -> String {
     }
 }
 
-fn render(problem: &Problem, rng: &mut impl Rng) -> Example {
+/// `problem` in words; comparisons name a person as the answer only when `by_name` allows.
+fn render(problem: &Problem, by_name: bool, rng: &mut impl Rng) -> Example {
     let family = problem.family();
     let number = format!(" {}", problem.solution());
     let (prompt, answer, suffix) = match *problem {
@@ -419,7 +457,7 @@ fn render(problem: &Problem, rng: &mut impl Rng) -> Example {
                     second
                 }
             };
-            match rng.random_range(0..4) {
+            match rng.random_range(0..if by_name { 4 } else { 2 }) {
                 0 => {
                     let which = if larger { "larger" } else { "smaller" };
                     (
@@ -561,8 +599,67 @@ const TIMES: [&str; 8] = [
 ];
 const WEATHER: [&str; 6] = ["sunny", "rainy", "cold", "windy", "warm", "quiet"];
 
-/// A sentence with nothing to compute, from a small grammar over a few hundred words.
-fn filler(rng: &mut impl Rng) -> String {
+/// A sentence with nothing to compute.
+fn filler(style: FillerStyle, rng: &mut impl Rng) -> String {
+    match style {
+        FillerStyle::WordLists => word_list_filler(rng),
+        FillerStyle::Stock => stock_filler(rng),
+    }
+}
+
+/// Everyday sentences; `{name}` and `{he}` take a person and their pronoun.
+const STOCK: [&str; 40] = [
+    "The sun rises in the east and sets in the west.",
+    "Once upon a time there was a little house in the woods.",
+    "The cat sat on the mat and went to sleep.",
+    "It is a good idea to drink water every day.",
+    "The shop on the corner opens early in the morning.",
+    "Birds sing in the trees when the weather is nice.",
+    "We had soup and bread for dinner last night.",
+    "The train to the city leaves from the old station.",
+    "After the rain, the garden smelled fresh and green.",
+    "The library is a quiet place to read a book.",
+    "Please close the door when you leave the room.",
+    "The children played in the park until it got dark.",
+    "Winter is cold, and summer is warm.",
+    "The river runs down the hill and into the sea.",
+    "My grandmother makes the best apple pie in town.",
+    "The moon was bright and the stars were out.",
+    "The dog barked at the mailman again this morning.",
+    "There is a small bridge over the river near the farm.",
+    "The teacher wrote the date on the board.",
+    "The wind blew the leaves across the yard.",
+    "A cup of tea is nice on a cold afternoon.",
+    "The bus was late, so we walked to school.",
+    "The flowers in the window box need water.",
+    "On weekends the market is full of people.",
+    "The old clock in the hall still keeps good time.",
+    "Thank you very much for your kind letter.",
+    "The kitchen smelled of fresh bread and coffee.",
+    "The boat sailed slowly out of the harbor.",
+    "Snow fell all night and covered the road.",
+    "The museum is closed on Mondays.",
+    "{name} went to bed early because {he} was tired.",
+    "{name} likes to read a book before going to sleep.",
+    "{name} walked the dog around the lake after dinner.",
+    "{name} opened the window to let in some fresh air.",
+    "{name} could not find the keys, so {he} looked under the bed.",
+    "{name} waved goodbye and got on the bus.",
+    "{name} wrote a long letter to an old friend.",
+    "{name} put on a warm coat and went outside.",
+    "When the phone rang, {name} was in the garden.",
+    "{name} made a sandwich and sat down by the window.",
+];
+
+fn stock_filler(rng: &mut impl Rng) -> String {
+    let (name, he) = *PEOPLE.choose(rng).expect("people exist");
+    pick(&STOCK, rng)
+        .replace("{name}", name)
+        .replace("{he}", he)
+}
+
+/// A sentence from a small grammar over a few hundred words.
+fn word_list_filler(rng: &mut impl Rng) -> String {
     let (name, he) = *PEOPLE.choose(rng).expect("people exist");
     let (adj, animal, place) = (
         pick(&ADJECTIVES, rng),
@@ -612,9 +709,9 @@ mod tests {
 
     #[test]
     fn same_seed_same_data() {
-        assert_eq!(training_text(7, 500, 0.25), training_text(7, 500, 0.25));
-        assert_ne!(training_text(7, 500, 0.25), training_text(8, 500, 0.25));
-        assert_eq!(test_set(3, 50), test_set(3, 50));
+        assert_eq!(training_text(7, 500, &Mix::word_lists(0.25)), training_text(7, 500, &Mix::word_lists(0.25)));
+        assert_ne!(training_text(7, 500, &Mix::word_lists(0.25)), training_text(8, 500, &Mix::word_lists(0.25)));
+        assert_eq!(test_set(3, 50, &Mix::word_lists(0.25)), test_set(3, 50, &Mix::word_lists(0.25)));
     }
 
     #[test]
@@ -623,6 +720,7 @@ mod tests {
         for _ in 0..2000 {
             let example = render(
                 &sample_problem(Family::Arithmetic, false, &mut rng),
+                true,
                 &mut rng,
             );
             let n = numbers(&example.prompt);
@@ -645,7 +743,7 @@ mod tests {
     fn chain_answers_are_right() {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         for _ in 0..2000 {
-            let example = render(&sample_problem(Family::Chain, false, &mut rng), &mut rng);
+            let example = render(&sample_problem(Family::Chain, false, &mut rng), true, &mut rng);
             // Replay the sentence: each number after the first applies the last cue word seen.
             let mut value: Option<i64> = None;
             let mut sign = 1;
@@ -673,7 +771,7 @@ mod tests {
     fn compare_answers_are_right() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         for _ in 0..2000 {
-            let example = render(&sample_problem(Family::Compare, false, &mut rng), &mut rng);
+            let example = render(&sample_problem(Family::Compare, false, &mut rng), true, &mut rng);
             let n = numbers(&example.prompt);
             assert_eq!(n.len(), 2, "{example:?}");
             let larger = ["larger", "bigger", "more", "older"]
@@ -698,17 +796,17 @@ mod tests {
 
     #[test]
     fn test_problems_never_reach_training() {
-        for (problem, _, _) in training_sentences(11, 0.25).take(50_000) {
+        for (problem, _, _) in training_sentences(11, Mix::word_lists(0.25)).take(50_000) {
             if let Some(problem) = problem {
                 assert!(!is_held_out(&problem), "{problem:?}");
             }
         }
-        let train: HashSet<String> = training_text(11, 50_000, 0.25)
+        let train: HashSet<String> = training_text(11, 50_000, &Mix::word_lists(0.25))
             .text
             .lines()
             .map(String::from)
             .collect();
-        let test = test_set(12, 300);
+        let test = test_set(12, 300, &Mix::word_lists(0.25));
         assert!(test.iter().all(|e| !train.contains(&e.sentence())));
     }
 
@@ -749,14 +847,14 @@ mod tests {
     #[test]
     fn every_family_and_filler_appear() {
         let filler_count = |share| {
-            training_sentences(5, share)
+            training_sentences(5, Mix::word_lists(share))
                 .take(4000)
                 .filter(|(p, _, _)| p.is_none())
                 .count()
         };
         let few = filler_count(0.1);
         assert!((300..500).contains(&few), "{few} filler sentences at 10%");
-        let sentences: Vec<_> = training_sentences(5, 0.25).take(4000).collect();
+        let sentences: Vec<_> = training_sentences(5, Mix::word_lists(0.25)).take(4000).collect();
         let filler = sentences.iter().filter(|(p, _, _)| p.is_none()).count();
         assert!((850..1150).contains(&filler), "{filler} filler sentences");
         for family in Family::ALL {
@@ -772,7 +870,7 @@ mod tests {
                 !sentence.contains(|c: char| c.is_ascii_digit())
             );
         }
-        let test = test_set(6, 40);
+        let test = test_set(6, 40, &Mix::word_lists(0.25));
         for family in Family::ALL {
             assert_eq!(test.iter().filter(|e| e.family == family).count(), 40);
         }
@@ -780,8 +878,8 @@ mod tests {
 
     #[test]
     fn eval_jsonl_has_one_object_per_line() {
-        let examples = test_set(9, 5);
-        let fillers = filler_set(9, 2);
+        let examples = test_set(9, 5, &Mix::word_lists(0.25));
+        let fillers = filler_set(9, 2, FillerStyle::WordLists);
         let mut out = Vec::new();
         write_eval_jsonl(&examples, &fillers, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
@@ -801,5 +899,41 @@ mod tests {
         let read: EvalExample = serde_json::from_str(lines[examples.len()]).unwrap();
         assert!(read.is_filler());
         assert!(!fillers[0].chars().any(|c| c.is_ascii_digit()));
+    }
+
+    #[test]
+    fn stock_filler_and_number_comparisons() {
+        let mix = Mix {
+            filler_share: 0.5,
+            filler: FillerStyle::Stock,
+            compare_by_name: false,
+        };
+        let corpus = training_text(13, 4000, &mix);
+        let fillers: Vec<&str> = corpus
+            .text
+            .lines()
+            .filter(|l| !l.contains(|c: char| c.is_ascii_digit()))
+            .collect();
+        assert!((1700..2300).contains(&fillers.len()), "{}", fillers.len());
+        let distinct: HashSet<&str> = fillers.iter().copied().collect();
+        // The stock, and the named sentences once per person.
+        assert!((40..=30 + 10 * PEOPLE.len()).contains(&distinct.len()), "{}", distinct.len());
+        assert!(fillers.iter().all(|f| !f.contains('{')));
+        let from_stock = |f: &str| {
+            STOCK.iter().any(|s| {
+                PEOPLE
+                    .iter()
+                    .any(|(name, he)| s.replace("{name}", name).replace("{he}", he) == f)
+            })
+        };
+        assert!(fillers.iter().all(|f| from_stock(f)));
+        assert!(filler_set(13, 50, FillerStyle::Stock)
+            .iter()
+            .all(|f| from_stock(f)));
+        for example in test_set(14, 200, &mix) {
+            if example.family == Family::Compare {
+                assert!(example.answer.trim().parse::<u32>().is_ok(), "{example:?}");
+            }
+        }
     }
 }

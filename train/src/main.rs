@@ -12,7 +12,8 @@ use std::process::ExitCode;
 use burn::backend::{Autodiff, NdArray};
 use clap::{Parser, ValueEnum};
 use loopscope_engine::qmatmul::QuantMatmul;
-use loopscope_engine::weights::write_safetensors;
+use loopscope_engine::folder::TOKENIZER_FILE;
+use loopscope_engine::weights::{read_weight_files, write_safetensors, Checkpoint};
 use loopscope_engine::RecurrentModel;
 use thiserror::Error;
 
@@ -106,14 +107,19 @@ fn run(args: Args) -> Result<(), TrainError> {
     std::fs::create_dir_all(&args.out).map_err(|e| TrainError::io(&args.out, e))?;
 
     eprintln!("corpus: {} sentences", recipe.corpus_sentences);
-    let corpus = data::training_text(recipe.seed, recipe.corpus_sentences, recipe.filler_share);
-    let tokenizer = vocab::train_tokenizer(&corpus.text, recipe.vocab_size)?;
+    let mix = recipe.mix();
+    let corpus = data::training_text(recipe.seed, recipe.corpus_sentences, &mix);
+    let start = recipe.start_from.as_deref().map(Start::read).transpose()?;
+    let tokenizer = match &start {
+        Some(start) => start.tokenizer.clone(),
+        None => vocab::train_tokenizer(&corpus.text, recipe.vocab_size)?,
+    };
     let vocab_size = tokenizer.get_vocab_size(true);
     // Validation text comes from another seed: the same distribution, other sentences.
     let validation = data::training_text(
         recipe.seed ^ 0x5e_ed0f_7a11,
         (recipe.corpus_sentences / 50).max(64),
-        recipe.filler_share,
+        &mix,
     );
     let train_tokens = vocab::encode(&tokenizer, &corpus)?;
     let val_tokens = vocab::encode(&tokenizer, &validation)?;
@@ -136,6 +142,7 @@ fn run(args: Args) -> Result<(), TrainError> {
         val_tokens: &val_tokens,
         run_dir: &run_dir,
         stop_at: args.stop_at,
+        start_weights: start.as_ref().map(|s| &s.weights),
     };
     let finished = match args.backend {
         BackendChoice::Cpu => {
@@ -193,8 +200,8 @@ impl ModelFolder<'_> {
         vocab::save(self.tokenizer, &self.dir.join("tokenizer.json"))?;
         let mut eval = Vec::new();
         data::write_eval_jsonl(
-            &data::test_set(self.recipe.seed, self.eval_per_family),
-            &data::filler_set(self.recipe.seed, self.eval_per_family),
+            &data::test_set(self.recipe.seed, self.eval_per_family, &self.recipe.mix()),
+            &data::filler_set(self.recipe.seed, self.eval_per_family, self.recipe.filler),
             &mut eval,
         )
         .map_err(|e| TrainError::io(&self.dir.join("eval.jsonl"), e))?;
@@ -214,6 +221,24 @@ impl ModelFolder<'_> {
             "model.safetensors",
             &write_safetensors(&model.named_tensors(), false)?,
         )
+    }
+}
+
+/// The trained model a recipe's `start_from` names: its weights and its tokenizer, which the run
+/// keeps (the embedding's rows are its tokens).
+struct Start {
+    weights: Checkpoint,
+    tokenizer: tokenizers::Tokenizer,
+}
+
+impl Start {
+    fn read(dir: &Path) -> Result<Self, TrainError> {
+        let weights = Checkpoint::from_files(read_weight_files(dir)?)?;
+        let path = dir.join(TOKENIZER_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| TrainError::io(&path, e))?;
+        let tokenizer = tokenizers::Tokenizer::from_bytes(&bytes)
+            .map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))?;
+        Ok(Self { weights, tokenizer })
     }
 }
 

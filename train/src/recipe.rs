@@ -1,10 +1,14 @@
 //! A training run, fully described: model shape, data, schedule and seed. Saved next to the
 //! checkpoints so a run can be resumed or repeated exactly.
 
+use std::path::PathBuf;
+
 use loopscope_engine::config::InitValues;
 use loopscope_engine::ModelConfig;
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
+
+use crate::data::{FillerStyle, Mix};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recipe {
@@ -27,6 +31,16 @@ pub struct Recipe {
     /// Share of corpus sentences without a computation (easy tokens next to hard ones).
     #[serde(default = "default_filler_share")]
     pub filler_share: f64,
+    /// How filler sentences are made (older recipes: word lists).
+    #[serde(default)]
+    pub filler: FillerStyle,
+    /// Whether comparisons may be answered with a person's name (older recipes: yes).
+    #[serde(default = "default_compare_by_name")]
+    pub compare_by_name: bool,
+    /// A model folder whose weights and tokenizer the run starts from instead of a fresh
+    /// initialisation and a tokenizer trained on the corpus; its shape must be this recipe's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_from: Option<PathBuf>,
     /// Weight of an answer token in the loss relative to every other token: the answers are a
     /// few tokens in a sentence of random names and numbers, whose noise otherwise drowns them.
     #[serde(default = "default_answer_weight")]
@@ -55,6 +69,15 @@ pub struct Recipe {
 }
 
 impl Recipe {
+    /// What the corpus is made of.
+    pub fn mix(&self) -> Mix {
+        Mix {
+            filler_share: self.filler_share,
+            filler: self.filler,
+            compare_by_name: self.compare_by_name,
+        }
+    }
+
     /// The engine's config for this shape and a tokenizer of `vocab` tokens.
     pub fn model_config(&self, vocab: usize) -> ModelConfig {
         let std = (2.0 / (5.0 * self.n_embd as f64)).sqrt();
@@ -169,6 +192,10 @@ fn cosine(from: f64, to: f64, done: usize, span: usize) -> f64 {
 /// The share every recipe used before it was a setting, so older recipes repeat their corpus.
 fn default_filler_share() -> f64 {
     0.25
+}
+
+fn default_compare_by_name() -> bool {
+    true
 }
 
 /// Plain language-model loss: every token counts the same.

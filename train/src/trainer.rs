@@ -15,6 +15,8 @@ use burn::tensor::{Int, Tensor, TensorData};
 use loopscope_engine::cache::NoMemory;
 use loopscope_engine::qmatmul::QuantMatmul;
 use loopscope_engine::state::random_initial_state;
+// The engine's checkpoint is a model folder's weights; this module's is the run's training state.
+use loopscope_engine::weights::Checkpoint as Weights;
 use loopscope_engine::RecurrentModel;
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -52,6 +54,8 @@ pub struct Run<'a> {
     pub run_dir: &'a Path,
     /// End the call after this step with a checkpoint.
     pub stop_at: Option<usize>,
+    /// Weights to start from instead of a fresh initialisation (the recipe's `start_from`).
+    pub start_weights: Option<&'a Weights>,
 }
 
 /// Trains from `train_tokens`, checkpointing under `run_dir`; resumes from the last checkpoint
@@ -73,6 +77,7 @@ where
         val_tokens,
         run_dir,
         stop_at,
+        start_weights,
     } = *run;
     let config = recipe.model_config(vocab);
     let needed = recipe.seq_len + 2;
@@ -82,7 +87,11 @@ where
         )));
     }
     std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
-    let mut model = RecurrentModel::<B>::init(&config, recipe.seed, device);
+    let mut model = match start_weights {
+        // Loaded under this recipe's config: a folder of another shape fails here, naming the tensor.
+        Some(weights) => RecurrentModel::<B>::load(&config, weights, device)?,
+        None => RecurrentModel::<B>::init(&config, recipe.seed, device),
+    };
     let mut optimizer: Adam<B> = AdamWConfig::new()
         .with_beta_1(0.9)
         .with_beta_2(0.95)

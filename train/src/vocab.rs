@@ -116,14 +116,14 @@ mod tests {
     use std::sync::OnceLock;
 
     use super::*;
-    use crate::data::{test_set, training_text};
+    use crate::data::{test_set, training_text, Mix};
 
     const VOCAB: usize = 512;
 
     fn tokenizer() -> &'static Tokenizer {
         static TOKENIZER: OnceLock<Tokenizer> = OnceLock::new();
         TOKENIZER
-            .get_or_init(|| train_tokenizer(&training_text(1, 20_000, 0.25).text, VOCAB).unwrap())
+            .get_or_init(|| train_tokenizer(&training_text(1, 20_000, &Mix::word_lists(0.25)).text, VOCAB).unwrap())
     }
 
     fn ids(text: &str) -> Vec<u32> {
@@ -139,7 +139,7 @@ mod tests {
         let size = tokenizer().get_vocab_size(true);
         assert!((300..=VOCAB).contains(&size), "{size} tokens");
         assert!(tokenizer().token_to_id(EOS).is_some());
-        assert!(!training_text(1, 1000, 0.25).text.contains(EOS));
+        assert!(!training_text(1, 1000, &Mix::word_lists(0.25)).text.contains(EOS));
     }
 
     #[test]
@@ -165,7 +165,7 @@ mod tests {
 
     #[test]
     fn decode_inverts_encode() {
-        let text = training_text(2, 300, 0.25).text;
+        let text = training_text(2, 300, &Mix::word_lists(0.25)).text;
         let samples = text
             .lines()
             .chain(["  Zoë's café, 12°C!\tand\nmore  ", "", " 861"]);
@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn prompt_then_answer_tokenizes_like_the_whole() {
-        for example in test_set(3, 300) {
+        for example in test_set(3, 300, &Mix::word_lists(0.25)) {
             let whole = ids(&format!("{}{}", example.prompt, example.answer));
             let parts: Vec<u32> = ids(&example.prompt)
                 .into_iter()
@@ -191,7 +191,7 @@ mod tests {
 
     #[test]
     fn answer_tokens_spell_the_answers() {
-        let corpus = training_text(4, 400, 0.25);
+        let corpus = training_text(4, 400, &Mix::word_lists(0.25));
         let stream = encode(tokenizer(), &corpus).unwrap();
         assert_eq!(stream.in_answer.len(), stream.tokens.len());
         // Consecutive answer tokens, grouped: each group is one answer's digits.

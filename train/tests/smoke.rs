@@ -231,3 +231,51 @@ fn a_run_on_wgpu_follows_the_cpu_run() {
         "wgpu weights are {largest} away from the CPU's"
     );
 }
+
+#[test]
+fn a_run_starts_from_a_trained_folder_and_keeps_its_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base");
+    train(&base, &dir.path().join("base-run"), &[]);
+
+    // A learning rate too small to move anything: the result is the starting folder's weights.
+    let tuned = changed_recipe(
+        dir.path(),
+        "tuned.json",
+        serde_json::json!({
+            "start_from": base, "learning_rate": 1e-12, "steps": 2, "eval_every": 2,
+            "filler": "stock", "compare_by_name": false
+        }),
+    );
+    let out = dir.path().join("tuned");
+    let (ok, log) = train_with(&tuned, &out, &dir.path().join("tuned-run"), &[]);
+    assert!(ok, "{log}");
+    let read = |d: &Path, f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+    assert_eq!(read(&out, "tokenizer.json"), read(&base, "tokenizer.json"));
+    for ((n, x), (_, y)) in weights(&base).iter().zip(&weights(&out)) {
+        let moved = x.values.iter().zip(&y.values).map(|(p, q)| (p - q).abs());
+        assert!(moved.fold(0.0f32, f32::max) < 1e-6, "{n} did not start from the folder");
+    }
+    // The recipe's corpus settings reach the held-out file: numbers only, stock filler.
+    let examples = read_examples(&read(&out, "eval.jsonl")).unwrap();
+    assert!(examples
+        .iter()
+        .filter(|e| e.family == "compare")
+        .all(|e| e.answer.trim().parse::<u32>().is_ok()));
+    assert_ne!(read(&out, "eval.jsonl"), read(&base, "eval.jsonl"));
+
+    let other_shape = changed_recipe(
+        dir.path(),
+        "wide.json",
+        serde_json::json!({"start_from": base, "intermediate_size": 96}),
+    );
+    let (ok, log) = train_with(&other_shape, &dir.path().join("wide"), &dir.path().join("wide-run"), &[]);
+    assert!(!ok && log.contains("mlp"), "{log}");
+    let missing = changed_recipe(
+        dir.path(),
+        "missing.json",
+        serde_json::json!({"start_from": dir.path().join("nowhere")}),
+    );
+    let (ok, log) = train_with(&missing, &dir.path().join("m"), &dir.path().join("m-run"), &[]);
+    assert!(!ok && log.contains("nowhere"), "{log}");
+}
