@@ -314,4 +314,18 @@ mod tests {
         let error = other_data.continues(&finished, 100).unwrap_err();
         assert!(error.contains("`corpus_sentences`"), "{error}");
     }
+
+    #[test]
+    fn every_recipe_in_the_folder_reads_and_older_ones_keep_their_corpus() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/recipes");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let read: Result<Recipe, _> = serde_json::from_str(&text);
+            let recipe = read.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if !text.contains("\"filler\"") {
+                assert_eq!(recipe.mix(), Mix::word_lists(recipe.filler_share));
+            }
+        }
+    }
 }
