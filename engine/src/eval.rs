@@ -189,7 +189,8 @@ async fn exit_use<B: QuantMatmul>(
         .flatten()
         .copied()
         .collect();
-    let span = example.prompt.len() + example.separator..example.prompt.len() + example.answer.len();
+    let span =
+        example.prompt.len() + example.separator..example.prompt.len() + example.answer.len();
     let mut session = Session::new(model, settings(max_steps, exit), Record::default())?;
     for (t, &token) in tokens.iter().enumerate().take(tokens.len() - 1) {
         session.feed(&[token]).await?;

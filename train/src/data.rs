@@ -34,15 +34,27 @@ impl Family {
     pub const ALL: [Family; 3] = [Family::Compare, Family::Chain, Family::Arithmetic];
 }
 
-/// What the corpus is made of, beyond its size and seed: settings of a recipe.
+/// What the corpus is made of, beyond its size and seed: settings of a recipe. Each has the
+/// default every recipe had before it was a setting, so older recipes repeat their corpus.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Mix {
     /// Share of sentences without a computation (easy tokens next to hard ones).
+    #[serde(default = "default_filler_share")]
     pub filler_share: f64,
+    #[serde(default)]
     pub filler: FillerStyle,
     /// Whether comparisons may ask for the person with the larger number instead of the number:
     /// binding a name to a number is a skill of its own, which no model here learned.
+    #[serde(default = "default_compare_by_name")]
     pub compare_by_name: bool,
+}
+
+fn default_filler_share() -> f64 {
+    0.25
+}
+
+fn default_compare_by_name() -> bool {
+    true
 }
 
 impl Mix {
@@ -709,9 +721,18 @@ mod tests {
 
     #[test]
     fn same_seed_same_data() {
-        assert_eq!(training_text(7, 500, &Mix::word_lists(0.25)), training_text(7, 500, &Mix::word_lists(0.25)));
-        assert_ne!(training_text(7, 500, &Mix::word_lists(0.25)), training_text(8, 500, &Mix::word_lists(0.25)));
-        assert_eq!(test_set(3, 50, &Mix::word_lists(0.25)), test_set(3, 50, &Mix::word_lists(0.25)));
+        assert_eq!(
+            training_text(7, 500, &Mix::word_lists(0.25)),
+            training_text(7, 500, &Mix::word_lists(0.25))
+        );
+        assert_ne!(
+            training_text(7, 500, &Mix::word_lists(0.25)),
+            training_text(8, 500, &Mix::word_lists(0.25))
+        );
+        assert_eq!(
+            test_set(3, 50, &Mix::word_lists(0.25)),
+            test_set(3, 50, &Mix::word_lists(0.25))
+        );
     }
 
     #[test]
@@ -743,7 +764,11 @@ mod tests {
     fn chain_answers_are_right() {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         for _ in 0..2000 {
-            let example = render(&sample_problem(Family::Chain, false, &mut rng), true, &mut rng);
+            let example = render(
+                &sample_problem(Family::Chain, false, &mut rng),
+                true,
+                &mut rng,
+            );
             // Replay the sentence: each number after the first applies the last cue word seen.
             let mut value: Option<i64> = None;
             let mut sign = 1;
@@ -771,7 +796,11 @@ mod tests {
     fn compare_answers_are_right() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         for _ in 0..2000 {
-            let example = render(&sample_problem(Family::Compare, false, &mut rng), true, &mut rng);
+            let example = render(
+                &sample_problem(Family::Compare, false, &mut rng),
+                true,
+                &mut rng,
+            );
             let n = numbers(&example.prompt);
             assert_eq!(n.len(), 2, "{example:?}");
             let larger = ["larger", "bigger", "more", "older"]
@@ -854,7 +883,9 @@ mod tests {
         };
         let few = filler_count(0.1);
         assert!((300..500).contains(&few), "{few} filler sentences at 10%");
-        let sentences: Vec<_> = training_sentences(5, Mix::word_lists(0.25)).take(4000).collect();
+        let sentences: Vec<_> = training_sentences(5, Mix::word_lists(0.25))
+            .take(4000)
+            .collect();
         let filler = sentences.iter().filter(|(p, _, _)| p.is_none()).count();
         assert!((850..1150).contains(&filler), "{filler} filler sentences");
         for family in Family::ALL {
@@ -917,7 +948,11 @@ mod tests {
         assert!((1700..2300).contains(&fillers.len()), "{}", fillers.len());
         let distinct: HashSet<&str> = fillers.iter().copied().collect();
         // The stock, and the named sentences once per person.
-        assert!((40..=30 + 10 * PEOPLE.len()).contains(&distinct.len()), "{}", distinct.len());
+        assert!(
+            (40..=30 + 10 * PEOPLE.len()).contains(&distinct.len()),
+            "{}",
+            distinct.len()
+        );
         assert!(fillers.iter().all(|f| !f.contains('{')));
         let from_stock = |f: &str| {
             STOCK.iter().any(|s| {

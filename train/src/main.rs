@@ -11,8 +11,8 @@ use std::process::ExitCode;
 
 use burn::backend::{Autodiff, NdArray};
 use clap::{Parser, ValueEnum};
-use loopscope_engine::qmatmul::QuantMatmul;
 use loopscope_engine::folder::TOKENIZER_FILE;
+use loopscope_engine::qmatmul::QuantMatmul;
 use loopscope_engine::weights::{read_weight_files, write_safetensors, Checkpoint};
 use loopscope_engine::RecurrentModel;
 use thiserror::Error;
@@ -107,8 +107,7 @@ fn run(args: Args) -> Result<(), TrainError> {
     std::fs::create_dir_all(&args.out).map_err(|e| TrainError::io(&args.out, e))?;
 
     eprintln!("corpus: {} sentences", recipe.corpus_sentences);
-    let mix = recipe.mix();
-    let corpus = data::training_text(recipe.seed, recipe.corpus_sentences, &mix);
+    let corpus = data::training_text(recipe.seed, recipe.corpus_sentences, &recipe.mix);
     let start = recipe.start_from.as_deref().map(Start::read).transpose()?;
     let tokenizer = match &start {
         Some(start) => start.tokenizer.clone(),
@@ -119,7 +118,7 @@ fn run(args: Args) -> Result<(), TrainError> {
     let validation = data::training_text(
         recipe.seed ^ 0x5e_ed0f_7a11,
         (recipe.corpus_sentences / 50).max(64),
-        &mix,
+        &recipe.mix,
     );
     let train_tokens = vocab::encode(&tokenizer, &corpus)?;
     let val_tokens = vocab::encode(&tokenizer, &validation)?;
@@ -200,8 +199,12 @@ impl ModelFolder<'_> {
         vocab::save(self.tokenizer, &self.dir.join("tokenizer.json"))?;
         let mut eval = Vec::new();
         data::write_eval_jsonl(
-            &data::test_set(self.recipe.seed, self.eval_per_family, &self.recipe.mix()),
-            &data::filler_set(self.recipe.seed, self.eval_per_family, self.recipe.filler),
+            &data::test_set(self.recipe.seed, self.eval_per_family, &self.recipe.mix),
+            &data::filler_set(
+                self.recipe.seed,
+                self.eval_per_family,
+                self.recipe.mix.filler,
+            ),
             &mut eval,
         )
         .map_err(|e| TrainError::io(&self.dir.join("eval.jsonl"), e))?;

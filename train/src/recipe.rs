@@ -8,7 +8,7 @@ use loopscope_engine::ModelConfig;
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{FillerStyle, Mix};
+use crate::data::Mix;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recipe {
@@ -28,15 +28,9 @@ pub struct Recipe {
     pub vocab_size: usize,
     /// Sentences in the generated training corpus.
     pub corpus_sentences: usize,
-    /// Share of corpus sentences without a computation (easy tokens next to hard ones).
-    #[serde(default = "default_filler_share")]
-    pub filler_share: f64,
-    /// How filler sentences are made (older recipes: word lists).
-    #[serde(default)]
-    pub filler: FillerStyle,
-    /// Whether comparisons may be answered with a person's name (older recipes: yes).
-    #[serde(default = "default_compare_by_name")]
-    pub compare_by_name: bool,
+    /// What the corpus is made of: filler share and style, comparisons by name.
+    #[serde(flatten)]
+    pub mix: Mix,
     /// A model folder whose weights and tokenizer the run starts from instead of a fresh
     /// initialisation and a tokenizer trained on the corpus; its shape must be this recipe's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,15 +63,6 @@ pub struct Recipe {
 }
 
 impl Recipe {
-    /// What the corpus is made of.
-    pub fn mix(&self) -> Mix {
-        Mix {
-            filler_share: self.filler_share,
-            filler: self.filler,
-            compare_by_name: self.compare_by_name,
-        }
-    }
-
     /// The engine's config for this shape and a tokenizer of `vocab` tokens.
     pub fn model_config(&self, vocab: usize) -> ModelConfig {
         let std = (2.0 / (5.0 * self.n_embd as f64)).sqrt();
@@ -187,15 +172,6 @@ impl Recipe {
 fn cosine(from: f64, to: f64, done: usize, span: usize) -> f64 {
     let progress = (done as f64 / span.max(1) as f64).min(1.0);
     to + (from - to) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
-}
-
-/// The share every recipe used before it was a setting, so older recipes repeat their corpus.
-fn default_filler_share() -> f64 {
-    0.25
-}
-
-fn default_compare_by_name() -> bool {
-    true
 }
 
 /// Plain language-model loss: every token counts the same.
@@ -324,7 +300,7 @@ mod tests {
             let read: Result<Recipe, _> = serde_json::from_str(&text);
             let recipe = read.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             if !text.contains("\"filler\"") {
-                assert_eq!(recipe.mix(), Mix::word_lists(recipe.filler_share));
+                assert_eq!(recipe.mix, Mix::word_lists(recipe.mix.filler_share));
             }
         }
     }

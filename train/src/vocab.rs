@@ -122,8 +122,13 @@ mod tests {
 
     fn tokenizer() -> &'static Tokenizer {
         static TOKENIZER: OnceLock<Tokenizer> = OnceLock::new();
-        TOKENIZER
-            .get_or_init(|| train_tokenizer(&training_text(1, 20_000, &Mix::word_lists(0.25)).text, VOCAB).unwrap())
+        TOKENIZER.get_or_init(|| {
+            train_tokenizer(
+                &training_text(1, 20_000, &Mix::word_lists(0.25)).text,
+                VOCAB,
+            )
+            .unwrap()
+        })
     }
 
     fn ids(text: &str) -> Vec<u32> {
@@ -139,7 +144,9 @@ mod tests {
         let size = tokenizer().get_vocab_size(true);
         assert!((300..=VOCAB).contains(&size), "{size} tokens");
         assert!(tokenizer().token_to_id(EOS).is_some());
-        assert!(!training_text(1, 1000, &Mix::word_lists(0.25)).text.contains(EOS));
+        assert!(!training_text(1, 1000, &Mix::word_lists(0.25))
+            .text
+            .contains(EOS));
     }
 
     #[test]

@@ -254,14 +254,18 @@ fn a_run_starts_from_a_trained_folder_and_keeps_its_tokenizer() {
     assert_eq!(read(&out, "tokenizer.json"), read(&base, "tokenizer.json"));
     for ((n, x), (_, y)) in weights(&base).iter().zip(&weights(&out)) {
         let moved = x.values.iter().zip(&y.values).map(|(p, q)| (p - q).abs());
-        assert!(moved.fold(0.0f32, f32::max) < 1e-6, "{n} did not start from the folder");
+        assert!(
+            moved.fold(0.0f32, f32::max) < 1e-6,
+            "{n} did not start from the folder"
+        );
     }
     // The recipe's corpus settings reach the held-out file: numbers only, stock filler.
     let examples = read_examples(&read(&out, "eval.jsonl")).unwrap();
-    assert!(examples
-        .iter()
-        .filter(|e| e.family == "compare")
-        .all(|e| e.answer.trim().parse::<u32>().is_ok()));
+    assert!(examples.iter().filter(|e| e.family == "compare").all(|e| e
+        .answer
+        .trim()
+        .parse::<u32>()
+        .is_ok()));
     assert_ne!(read(&out, "eval.jsonl"), read(&base, "eval.jsonl"));
 
     let other_shape = changed_recipe(
@@ -269,13 +273,23 @@ fn a_run_starts_from_a_trained_folder_and_keeps_its_tokenizer() {
         "wide.json",
         serde_json::json!({"start_from": base, "intermediate_size": 96}),
     );
-    let (ok, log) = train_with(&other_shape, &dir.path().join("wide"), &dir.path().join("wide-run"), &[]);
+    let (ok, log) = train_with(
+        &other_shape,
+        &dir.path().join("wide"),
+        &dir.path().join("wide-run"),
+        &[],
+    );
     assert!(!ok && log.contains("mlp"), "{log}");
     let missing = changed_recipe(
         dir.path(),
         "missing.json",
         serde_json::json!({"start_from": dir.path().join("nowhere")}),
     );
-    let (ok, log) = train_with(&missing, &dir.path().join("m"), &dir.path().join("m-run"), &[]);
+    let (ok, log) = train_with(
+        &missing,
+        &dir.path().join("m"),
+        &dir.path().join("m-run"),
+        &[],
+    );
     assert!(!ok && log.contains("nowhere"), "{log}");
 }
