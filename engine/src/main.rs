@@ -559,6 +559,12 @@ fn run_generation<B: QuantMatmul>(
     let tokenizer = loaded.tokenizer.as_ref();
     let prompt = prompt_ids(args, tokenizer)?;
     let settings = thinking_settings(args, loaded.model.config.mean_recurrence);
+    // `--trace FILE` promises the whole trace, whatever the command itself reads.
+    let record = if args.trace.is_some() {
+        Record::everything(5)
+    } else {
+        record
+    };
     let mut session = Session::new(&loaded.model, settings, record)?;
     let stop: Vec<u32> = tokenizer
         .and_then(|t| t.token_id("<eos>"))
@@ -586,14 +592,9 @@ fn generate<B: QuantMatmul>(
 ) -> Result<ExitCode, EngineError> {
     let loaded = load_dir::<B>(&args.model, device)?;
     let tokenizer = loaded.tokenizer.as_ref();
-    let record = if args.trace.is_some() {
-        Record::everything(5)
-    } else {
-        Record::default()
-    };
     let text = |id: u32| tokenizer.map_or_else(|| format!("<{id}>"), |t| t.token_text(id));
     let mut stdout = std::io::stdout();
-    let (prompt, trace, finish) = run_generation(&loaded, args, record, |position| {
+    let (prompt, trace, finish) = run_generation(&loaded, args, Record::default(), |position| {
         let next = position
             .next
             .expect("generate reports positions that produced a token");

@@ -219,6 +219,9 @@ fn trace_labels_every_position_and_counts_shapes_per_kind() {
     // The whole trace the same run wrote: the labels are those of its recorded states.
     let trace: Trace = serde_json::from_slice(&std::fs::read(&trace_path).unwrap()).unwrap();
     assert_eq!(positions.len(), trace.positions.len());
+    // `--trace` writes everything generate's would, not only what the labels read.
+    let first = &trace.positions[0].steps[0];
+    assert!(first.state.is_some() && first.delta.is_some() && first.lens.is_some());
     // The prompt's 5 positions, then one per generated token but the last (never fed back).
     assert_eq!(positions.len(), 5 + 4 - 1);
     for (labelled, recorded) in positions.iter().zip(&trace.positions) {
