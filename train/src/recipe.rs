@@ -39,6 +39,11 @@ pub struct Recipe {
     /// few tokens in a sentence of random names and numbers, whose noise otherwise drowns them.
     #[serde(default = "default_answer_weight")]
     pub answer_weight: f32,
+    /// Whether the loss is the mean over every iteration of the backpropagation window instead of
+    /// the last iteration's alone (not the paper's recipe): each of those states must already
+    /// predict the next token, so a token the model finds easy is asked to settle early.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub loss_every_iteration: bool,
     pub batch_size: usize,
     pub seq_len: usize,
     pub steps: usize,

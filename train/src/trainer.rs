@@ -131,7 +131,12 @@ where
         let batch = Batch::draw(train_tokens, recipe.batch_size, recipe.seq_len, &mut rng);
         let weights = batch.weights(recipe.answer_weight, 1.0, device);
         let (no_grad, with_grad) = recipe.sample_depth(&mut rng);
-        let loss = forward_loss(&model, &batch, weights, no_grad, with_grad, &mut rng);
+        let depth = Depth {
+            no_grad,
+            with_grad,
+            loss_every_iteration: recipe.loss_every_iteration,
+        };
+        let loss = forward_loss(&model, &batch, weights, depth, &mut rng);
         let loss_value: f32 = burn::tensor::ElementConversion::elem(loss.clone().into_scalar());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(recipe.learning_rate_at(step), model, grads);
@@ -195,14 +200,23 @@ where
     Ok(true)
 }
 
-/// Weighted cross-entropy of the model run for `no_grad` iterations without gradient, then
-/// `with_grad` iterations with it (truncated backpropagation through depth).
+/// How one step iterates: `no_grad` iterations without gradient, then `with_grad` with it
+/// (truncated backpropagation through depth), and which of those the loss reads.
+#[derive(Clone, Copy)]
+struct Depth {
+    no_grad: usize,
+    with_grad: usize,
+    /// Every iteration with gradient, not only the last (the recipe's `loss_every_iteration`).
+    loss_every_iteration: bool,
+}
+
+/// Weighted cross-entropy of the model's prediction after the step's iterations (or the mean of
+/// it over the iterations with gradient).
 fn forward_loss<B: AutodiffBackend + QuantMatmul>(
     model: &RecurrentModel<B>,
     batch: &Batch,
     weights: Tensor<B, 2>,
-    no_grad: usize,
-    with_grad: usize,
+    depth: Depth,
     rng: &mut impl Rng,
 ) -> Tensor<B, 1>
 where
@@ -215,20 +229,27 @@ where
     let initial = random_initial_state(rng, b * s, &model.config, 1.0);
     let mut state =
         Tensor::<B::InnerBackend, 3>::from_data(TensorData::new(initial, [b, s, e]), &device);
-    if no_grad > 0 {
+    if depth.no_grad > 0 {
         let frozen = model.valid();
         let frozen_embedded = embedded.clone().inner();
-        for iteration in 0..no_grad {
+        for iteration in 0..depth.no_grad {
             state =
                 frozen.core_forward(state, frozen_embedded.clone(), iteration, 0, &mut NoMemory);
         }
     }
     let mut state = Tensor::<B, 3>::from_inner(state);
-    for iteration in no_grad..no_grad + with_grad {
+    let targets = batch.targets(&device);
+    let last = depth.no_grad + depth.with_grad - 1;
+    let mut losses = Vec::new();
+    for iteration in depth.no_grad..=last {
         state = model.core_forward(state, embedded.clone(), iteration, 0, &mut NoMemory);
+        if depth.loss_every_iteration || iteration == last {
+            let logits = model.coda_forward(state.clone(), 0, &mut NoMemory);
+            losses.push(cross_entropy(logits, targets.clone(), weights.clone()));
+        }
     }
-    let logits = model.coda_forward(state, 0, &mut NoMemory);
-    cross_entropy(logits, batch.targets(&device), weights)
+    let read = losses.len() as f32;
+    Tensor::cat(losses, 0).sum() / read
 }
 
 /// The mean of each position's negative log-likelihood, weighted by `weights` ([batch, seq]).
@@ -451,5 +472,38 @@ mod tests {
         assert!((loss([0.0, 1.0]) - ln2).abs() < 1e-5);
         assert!(loss([1.0, 0.0]).abs() < 1e-5);
         assert!((loss([1.0, 3.0]) - 3.0 * ln2 / 4.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn loss_every_iteration_is_the_mean_over_the_window() {
+        type B = burn::backend::Autodiff<NdArray>;
+        let recipe: Recipe =
+            serde_json::from_str(include_str!("../recipes/smoke.json")).expect("smoke recipe");
+        let device = Default::default();
+        let model = RecurrentModel::<B>::init(&recipe.model_config(40), 3, &device);
+        let shape = [2, 5];
+        let batch = Batch {
+            shape,
+            inputs: (0..10).map(|i| i * 3 % 40).collect(),
+            targets: (0..10).map(|i| i64::from(i * 7 % 40)).collect(),
+            in_answer: vec![false; 10],
+        };
+        let weights = batch.weights(1.0, 1.0, &device);
+        // The same seed draws the same initial state, so `with_grad = j` reads iteration j.
+        let loss = |no_grad, with_grad, loss_every_iteration| {
+            let depth = Depth {
+                no_grad,
+                with_grad,
+                loss_every_iteration,
+            };
+            let mut rng = ChaCha8Rng::seed_from_u64(9);
+            forward_loss(&model, &batch, weights.clone(), depth, &mut rng).into_scalar()
+        };
+        let each: Vec<f32> = (1..=4).map(|j| loss(0, j, false)).collect();
+        assert!(each.windows(2).all(|w| (w[0] - w[1]).abs() > 1e-6), "{each:?}");
+        let window = (each[1] + each[2] + each[3]) / 3.0;
+        assert!((loss(1, 3, true) - window).abs() < 1e-5);
+        assert!((loss(1, 3, false) - each[3]).abs() < 1e-5);
+        assert!((loss(0, 1, true) - each[0]).abs() < 1e-5);
     }
 }
