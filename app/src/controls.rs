@@ -19,7 +19,6 @@ const CRITERIA: [(&str, &str); 6] = [
 pub fn ThinkingControls() -> impl IntoView {
     let page = expect_context::<Page>();
     let c = page.controls;
-    let number = |ev: &leptos::ev::Event| event_target_value(ev).trim().parse::<f64>().ok();
     view! {
         <section class="panel controls">
             <h2>"Thinking"</h2>
@@ -83,36 +82,20 @@ pub fn ThinkingControls() -> impl IntoView {
                 />
                 " continuous chain of thought (start from the previous token's state)"
             </label>
-            <label>
-                "tokens to generate "
-                <input
-                    type="number"
-                    data-testid="max-tokens"
-                    min="1"
-                    max="256"
-                    prop:value=move || c.max_tokens.get()
-                    on:change=move |ev| {
-                        if let Some(v) = number(&ev).filter(|v| *v >= 1.0) {
-                            c.max_tokens.set((v as usize).min(256));
-                        }
-                    }
-                />
-            </label>
-            <label>
-                "KV slots shared across iterations (0: one per iteration) "
-                <input
-                    type="number"
-                    data-testid="kv-share"
-                    min="0"
-                    max="64"
-                    prop:value=move || c.kv_share.get()
-                    on:change=move |ev| {
-                        if let Some(v) = number(&ev).filter(|v| *v >= 0.0) {
-                            c.kv_share.set((v as usize).min(64));
-                        }
-                    }
-                />
-            </label>
+            <CountInput
+                label="tokens to generate"
+                testid="max-tokens"
+                min=1
+                max=256
+                value=c.max_tokens
+            />
+            <CountInput
+                label="KV slots shared across iterations (0: one per iteration)"
+                testid="kv-share"
+                min=0
+                max=64
+                value=c.kv_share
+            />
             <TokenOverride />
         </section>
     }
@@ -139,6 +122,36 @@ fn FractionSlider(
                 on:input=move |ev| {
                     if let Ok(v) = event_target_value(&ev).trim().parse::<f32>() {
                         value.set(v);
+                    }
+                }
+            />
+        </label>
+    }
+}
+
+/// A whole number from `min` to `max`: a typed value below `min` is ignored, one above `max`
+/// is taken as `max`.
+#[component]
+fn CountInput(
+    label: &'static str,
+    testid: &'static str,
+    min: usize,
+    max: usize,
+    value: RwSignal<usize>,
+) -> impl IntoView {
+    view! {
+        <label>
+            {label}
+            " "
+            <input
+                type="number"
+                data-testid=testid
+                min=min
+                max=max
+                prop:value=move || value.get()
+                on:change=move |ev| {
+                    if let Some(v) = number(&ev).filter(|v| *v >= min as f64) {
+                        value.set((v as usize).min(max));
                     }
                 }
             />
@@ -190,4 +203,9 @@ fn TokenOverride() -> impl IntoView {
             }}</span>
         </div>
     }
+}
+
+/// The number typed into an input, if it is one.
+fn number(ev: &leptos::ev::Event) -> Option<f64> {
+    event_target_value(ev).trim().parse().ok()
 }
