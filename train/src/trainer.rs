@@ -500,7 +500,10 @@ mod tests {
             forward_loss(&model, &batch, weights.clone(), depth, &mut rng).into_scalar()
         };
         let each: Vec<f32> = (1..=4).map(|j| loss(0, j, false)).collect();
-        assert!(each.windows(2).all(|w| (w[0] - w[1]).abs() > 1e-6), "{each:?}");
+        assert!(
+            each.windows(2).all(|w| (w[0] - w[1]).abs() > 1e-6),
+            "{each:?}"
+        );
         let window = (each[1] + each[2] + each[3]) / 3.0;
         assert!((loss(1, 3, true) - window).abs() < 1e-5);
         assert!((loss(1, 3, false) - each[3]).abs() < 1e-5);
