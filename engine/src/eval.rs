@@ -89,6 +89,17 @@ pub struct ExitUse {
     pub filler_tokens: usize,
     #[serde(default)]
     pub filler_mean: f64,
+    /// The answer tokens again, by family in file order: which kind of problem makes the model
+    /// think longer. Empty in tables written before it was measured.
+    #[serde(default)]
+    pub answer_by_family: Vec<FamilyExitUse>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FamilyExitUse {
+    pub family: String,
+    pub tokens: usize,
+    pub mean: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,7 +150,8 @@ fn encode(tokenizer: &Tokenizer, example: &EvalExample) -> Result<Encoded> {
 /// Iterations each predicted token used, by kind of token.
 #[derive(Default)]
 struct IterationUse {
-    answer: Vec<usize>,
+    /// With the family of the example each answer token belongs to.
+    answer: Vec<(String, usize)>,
     other: Vec<usize>,
     filler: Vec<usize>,
 }
@@ -179,6 +191,7 @@ async fn answers<B: QuantMatmul>(
 /// iteration count by what the predicted token is: answer, other, or filler.
 async fn exit_use<B: QuantMatmul>(
     model: &RecurrentModel<B>,
+    family: &str,
     example: &Encoded,
     exit: ExitCriterion,
     max_steps: usize,
@@ -195,14 +208,13 @@ async fn exit_use<B: QuantMatmul>(
     for (t, &token) in tokens.iter().enumerate().take(tokens.len() - 1) {
         session.feed(&[token]).await?;
         let iterations = session.trace().positions.last().map_or(0, |p| p.iterations);
-        let kind = if example.filler {
-            &mut used.filler
+        if example.filler {
+            used.filler.push(iterations);
         } else if span.contains(&(t + 1)) {
-            &mut used.answer
+            used.answer.push((family.to_string(), iterations));
         } else {
-            &mut used.other
-        };
-        kind.push(iterations);
+            used.other.push(iterations);
+        }
     }
     Ok(())
 }
@@ -227,7 +239,7 @@ pub async fn evaluate<B: QuantMatmul>(
             families.push(&example.family);
         }
     }
-    for family in families {
+    for &family in &families {
         for &r in steps {
             let mut outcomes = Vec::new();
             for (_, tokens) in examples
@@ -247,22 +259,40 @@ pub async fn evaluate<B: QuantMatmul>(
         }
     }
     let mut used = IterationUse::default();
-    for tokens in &encoded {
-        exit_use(model, tokens, exit, max_steps, &mut used).await?;
+    for (example, tokens) in examples.iter().zip(&encoded) {
+        exit_use(model, &example.family, tokens, exit, max_steps, &mut used).await?;
     }
     let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len().max(1) as f64;
+    let answer: Vec<usize> = used.answer.iter().map(|(_, n)| *n).collect();
+    let answer_by_family = families
+        .iter()
+        .map(|&family| {
+            let counts: Vec<usize> = used
+                .answer
+                .iter()
+                .filter(|(f, _)| f == family)
+                .map(|(_, n)| *n)
+                .collect();
+            FamilyExitUse {
+                family: family.to_string(),
+                tokens: counts.len(),
+                mean: mean(&counts),
+            }
+        })
+        .collect();
     Ok(EvalReport {
         examples: examples.len(),
         accuracy,
         exit: ExitUse {
             criterion: exit,
             max_steps,
-            answer_tokens: used.answer.len(),
-            answer_mean: mean(&used.answer),
+            answer_tokens: answer.len(),
+            answer_mean: mean(&answer),
             other_tokens: used.other.len(),
             other_mean: mean(&used.other),
             filler_tokens: used.filler.len(),
             filler_mean: mean(&used.filler),
+            answer_by_family,
         },
     })
 }
@@ -303,6 +333,14 @@ impl EvalReport {
                 e.filler_tokens,
                 e.answer_mean / e.filler_mean
             );
+        }
+        if !e.answer_by_family.is_empty() {
+            let by_family: Vec<String> = e
+                .answer_by_family
+                .iter()
+                .map(|f| format!("{} {:.2} (n={})", f.family, f.mean, f.tokens))
+                .collect();
+            out += &format!("\nanswer tokens by family: {}", by_family.join(", "));
         }
         out += "\n";
         out

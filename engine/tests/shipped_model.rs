@@ -73,6 +73,13 @@ fn answer_tokens_are_the_answers_digits() {
     .unwrap();
     let prompt = tokenizer.encode("47 plus 38 is").unwrap().len();
     assert_eq!(report.exit.answer_tokens, 2);
+    let by_family = &report.exit.answer_by_family;
+    assert_eq!(by_family.len(), 1);
+    assert_eq!(
+        (by_family[0].family.as_str(), by_family[0].tokens),
+        ("arithmetic", 2)
+    );
+    assert_eq!(by_family[0].mean, report.exit.answer_mean);
     // Every position but the last predicts a token: the prompt's, the space, the digits, ".".
     assert_eq!(report.exit.other_tokens, prompt - 1 + 1 + 1);
 }

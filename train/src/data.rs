@@ -47,6 +47,10 @@ pub struct Mix {
     /// binding a name to a number is a skill of its own, which no model here learned.
     #[serde(default = "default_compare_by_name")]
     pub compare_by_name: bool,
+    /// The most updates a chain makes (each chain makes 1 to this many): every update is one more
+    /// step the answer waits on, so longer chains ask for more iterations.
+    #[serde(default = "default_chain_updates")]
+    pub chain_updates: u32,
 }
 
 fn default_filler_share() -> f64 {
@@ -57,6 +61,10 @@ fn default_compare_by_name() -> bool {
     true
 }
 
+fn default_chain_updates() -> u32 {
+    3
+}
+
 impl Mix {
     /// The corpus every recipe used before these were settings: word-list filler, named comparisons.
     #[cfg(test)]
@@ -65,6 +73,7 @@ impl Mix {
             filler_share,
             filler: FillerStyle::WordLists,
             compare_by_name: true,
+            chain_updates: default_chain_updates(),
         }
     }
 }
@@ -228,7 +237,7 @@ fn training_sentences(
             return (None, filler(mix.filler, &mut rng), None);
         }
         let family = *Family::ALL.choose(&mut rng).expect("families exist");
-        let problem = sample_problem(family, false, &mut rng);
+        let problem = sample_problem(family, false, &mix, &mut rng);
         let example = render(&problem, mix.compare_by_name, &mut rng);
         let answer = example.prompt.len()..example.prompt.len() + example.answer.len();
         (Some(problem), example.sentence(), Some(answer))
@@ -245,7 +254,7 @@ pub fn test_set(seed: u64, per_family: usize, mix: &Mix) -> Vec<Example> {
         let mut attempts = 0;
         while seen.len() < per_family && attempts < per_family * 100 {
             attempts += 1;
-            let problem = sample_problem(family, true, &mut rng);
+            let problem = sample_problem(family, true, mix, &mut rng);
             if seen.insert(problem.key()) {
                 examples.push(render(&problem, mix.compare_by_name, &mut rng));
             }
@@ -287,11 +296,11 @@ pub fn write_eval_jsonl(
     writer.flush()
 }
 
-fn sample_problem(family: Family, held_out: bool, rng: &mut impl Rng) -> Problem {
+fn sample_problem(family: Family, held_out: bool, mix: &Mix, rng: &mut impl Rng) -> Problem {
     loop {
         let problem = match family {
             Family::Arithmetic => arithmetic(rng),
-            Family::Chain => chain(rng),
+            Family::Chain => chain(mix.chain_updates, rng),
             Family::Compare => compare(rng),
         };
         if is_held_out(&problem) == held_out {
@@ -317,10 +326,10 @@ fn operand(rng: &mut impl Rng) -> u32 {
     rng.random_range(10..100)
 }
 
-fn chain(rng: &mut impl Rng) -> Problem {
+fn chain(most_updates: u32, rng: &mut impl Rng) -> Problem {
     let start = rng.random_range(0..100);
     let mut value = start as i32;
-    let steps = (0..rng.random_range(1..=3))
+    let steps = (0..rng.random_range(1..=most_updates.max(1)))
         .map(|_| {
             let size = rng.random_range(1..20);
             let up = if value + size > 99 {
@@ -740,7 +749,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         for _ in 0..2000 {
             let example = render(
-                &sample_problem(Family::Arithmetic, false, &mut rng),
+                &sample_problem(Family::Arithmetic, false, &Mix::word_lists(0.1), &mut rng),
                 true,
                 &mut rng,
             );
@@ -762,13 +771,18 @@ mod tests {
 
     #[test]
     fn chain_answers_are_right() {
+        let mix = Mix {
+            chain_updates: 6,
+            ..Mix::word_lists(0.1)
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let mut most_updates = 0;
         for _ in 0..2000 {
-            let example = render(
-                &sample_problem(Family::Chain, false, &mut rng),
-                true,
-                &mut rng,
-            );
+            let problem = sample_problem(Family::Chain, false, &mix, &mut rng);
+            if let Problem::Chain { steps, .. } = &problem {
+                most_updates = most_updates.max(steps.len());
+            }
+            let example = render(&problem, true, &mut rng);
             // Replay the sentence: each number after the first applies the last cue word seen.
             let mut value: Option<i64> = None;
             let mut sign = 1;
@@ -790,6 +804,7 @@ mod tests {
                 "{example:?}"
             );
         }
+        assert_eq!(most_updates, 6);
     }
 
     #[test]
@@ -797,7 +812,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         for _ in 0..2000 {
             let example = render(
-                &sample_problem(Family::Compare, false, &mut rng),
+                &sample_problem(Family::Compare, false, &Mix::word_lists(0.1), &mut rng),
                 true,
                 &mut rng,
             );
@@ -847,7 +862,7 @@ mod tests {
                 .filter(|_| {
                     let problem = match family {
                         Family::Arithmetic => arithmetic(&mut rng),
-                        Family::Chain => chain(&mut rng),
+                        Family::Chain => chain(3, &mut rng),
                         Family::Compare => compare(&mut rng),
                     };
                     is_held_out(&problem)
@@ -938,6 +953,7 @@ mod tests {
             filler_share: 0.5,
             filler: FillerStyle::Stock,
             compare_by_name: false,
+            chain_updates: 3,
         };
         let corpus = training_text(13, 4000, &mix);
         let fillers: Vec<&str> = corpus

@@ -102,6 +102,14 @@ fn trains_a_model_folder_the_engine_loads_and_evaluates() {
         report.table()
     );
     assert!((1.0..=8.0).contains(&report.exit.answer_mean));
+    let by_family = &report.exit.answer_by_family;
+    let names: Vec<&str> = by_family.iter().map(|f| f.family.as_str()).collect();
+    assert_eq!(names, ["compare", "chain", "arithmetic"]);
+    let tokens: usize = by_family.iter().map(|f| f.tokens).sum();
+    assert_eq!(tokens, report.exit.answer_tokens);
+    let iterations: f64 = by_family.iter().map(|f| f.mean * f.tokens as f64).sum();
+    assert!((iterations / tokens as f64 - report.exit.answer_mean).abs() < 1e-9);
+    assert!(report.table().contains("answer tokens by family: compare"));
 }
 
 #[test]
