@@ -120,8 +120,8 @@ fn FractionSlider(
                 step="0.05"
                 prop:value=move || value.get()
                 on:input=move |ev| {
-                    if let Ok(v) = event_target_value(&ev).trim().parse::<f32>() {
-                        value.set(v);
+                    if let Some(v) = number(&ev) {
+                        value.set(v as f32);
                     }
                 }
             />
@@ -205,7 +205,7 @@ fn TokenOverride() -> impl IntoView {
     }
 }
 
-/// The number typed into an input, if it is one.
+/// The number an input holds (typed or slid to), if it is one.
 fn number(ev: &leptos::ev::Event) -> Option<f64> {
     event_target_value(ev).trim().parse().ok()
 }
