@@ -87,6 +87,16 @@ async function thinkingChecks(page, label) {
     await page.waitForTimeout(500); // the debounced re-run starts
     await waitStatus(page, /^ready/);
   });
+  await check(`${label}: a fraction slider shows the value it is moved to`, async () => {
+    const slider = page.getByTestId('init-scale');
+    const caption = page.locator('label', { has: slider });
+    for (const [value, shown] of [['0.5', 'init scale: 0.50'], ['1', 'init scale: 1.00']]) {
+      await slider.fill(value);
+      await caption.filter({ hasText: shown }).waitFor({ timeout: 5000 });
+      await page.waitForTimeout(500); // the debounced re-run starts
+      await waitStatus(page, /^ready/);
+    }
+  });
   await shot(page, `${label}-generated`);
 }
 
