@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::io::{self, Write};
+use std::num::NonZeroU32;
 use std::ops::Range;
 
 use loopscope_engine::eval::EvalExample;
@@ -48,9 +49,10 @@ pub struct Mix {
     #[serde(default = "default_compare_by_name")]
     pub compare_by_name: bool,
     /// The most updates a chain makes (each chain makes 1 to this many): every update is one more
-    /// step the answer waits on, so longer chains ask for more iterations.
+    /// step the answer waits on, so longer chains ask for more iterations. Zero is refused when
+    /// the recipe is read.
     #[serde(default = "default_chain_updates")]
-    pub chain_updates: u32,
+    pub chain_updates: NonZeroU32,
 }
 
 fn default_filler_share() -> f64 {
@@ -61,8 +63,8 @@ fn default_compare_by_name() -> bool {
     true
 }
 
-fn default_chain_updates() -> u32 {
-    3
+fn default_chain_updates() -> NonZeroU32 {
+    NonZeroU32::new(3).expect("3 is not zero")
 }
 
 impl Mix {
@@ -326,10 +328,10 @@ fn operand(rng: &mut impl Rng) -> u32 {
     rng.random_range(10..100)
 }
 
-fn chain(most_updates: u32, rng: &mut impl Rng) -> Problem {
+fn chain(most_updates: NonZeroU32, rng: &mut impl Rng) -> Problem {
     let start = rng.random_range(0..100);
     let mut value = start as i32;
-    let steps = (0..rng.random_range(1..=most_updates.max(1)))
+    let steps = (0..rng.random_range(1..=most_updates.get()))
         .map(|_| {
             let size = rng.random_range(1..20);
             let up = if value + size > 99 {
@@ -772,7 +774,7 @@ mod tests {
     #[test]
     fn chain_answers_are_right() {
         let mix = Mix {
-            chain_updates: 6,
+            chain_updates: NonZeroU32::new(6).unwrap(),
             ..Mix::word_lists(0.1)
         };
         let mut rng = ChaCha8Rng::seed_from_u64(2);
@@ -805,6 +807,8 @@ mod tests {
             );
         }
         assert_eq!(most_updates, 6);
+        let zero = serde_json::from_str::<Mix>(r#"{"chain_updates": 0}"#).unwrap_err();
+        assert!(zero.to_string().contains("nonzero"), "{zero}");
     }
 
     #[test]
@@ -862,7 +866,7 @@ mod tests {
                 .filter(|_| {
                     let problem = match family {
                         Family::Arithmetic => arithmetic(&mut rng),
-                        Family::Chain => chain(3, &mut rng),
+                        Family::Chain => chain(default_chain_updates(), &mut rng),
                         Family::Compare => compare(&mut rng),
                     };
                     is_held_out(&problem)
@@ -953,7 +957,7 @@ mod tests {
             filler_share: 0.5,
             filler: FillerStyle::Stock,
             compare_by_name: false,
-            chain_updates: 3,
+            chain_updates: default_chain_updates(),
         };
         let corpus = training_text(13, 4000, &mix);
         let fillers: Vec<&str> = corpus
