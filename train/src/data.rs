@@ -53,6 +53,16 @@ pub struct Mix {
     /// the recipe is read.
     #[serde(default = "default_chain_updates")]
     pub chain_updates: NonZeroU32,
+    /// Chance that a training chain spells out a value on the way ("b is a plus 5, which is 12"),
+    /// for each update but the last: a worked step teaches the model to keep the running value
+    /// at that point of the sentence, which it must do unseen in the held-out chains, which
+    /// never show one. 0 (the default) shows none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub chain_values_shown: f64,
+}
+
+fn is_zero(share: &f64) -> bool {
+    *share == 0.0
 }
 
 fn default_filler_share() -> f64 {
@@ -76,6 +86,7 @@ impl Mix {
             filler: FillerStyle::WordLists,
             compare_by_name: true,
             chain_updates: default_chain_updates(),
+            chain_values_shown: 0.0,
         }
     }
 }
@@ -240,7 +251,7 @@ fn training_sentences(
         }
         let family = *Family::ALL.choose(&mut rng).expect("families exist");
         let problem = sample_problem(family, false, &mix, &mut rng);
-        let example = render(&problem, mix.compare_by_name, &mut rng);
+        let example = render(&problem, mix.compare_by_name, mix.chain_values_shown, &mut rng);
         let answer = example.prompt.len()..example.prompt.len() + example.answer.len();
         (Some(problem), example.sentence(), Some(answer))
     })
@@ -258,7 +269,8 @@ pub fn test_set(seed: u64, per_family: usize, mix: &Mix) -> Vec<Example> {
             attempts += 1;
             let problem = sample_problem(family, true, mix, &mut rng);
             if seen.insert(problem.key()) {
-                examples.push(render(&problem, mix.compare_by_name, &mut rng));
+                // Held-out chains never show a value on the way: the model must keep it unseen.
+                examples.push(render(&problem, mix.compare_by_name, 0.0, &mut rng));
             }
         }
     }
@@ -413,8 +425,9 @@ fn counted(n: u32, noun: &str) -> String {
     }
 }
 
-/// `problem` in words; comparisons name a person as the answer only when `by_name` allows.
-fn render(problem: &Problem, by_name: bool, rng: &mut impl Rng) -> Example {
+/// `problem` in words; comparisons name a person as the answer only when `by_name` allows, and
+/// chains spell out each value on the way with chance `shown` (see `Mix::chain_values_shown`).
+fn render(problem: &Problem, by_name: bool, shown: f64, rng: &mut impl Rng) -> Example {
     let family = problem.family();
     let number = format!(" {}", problem.solution());
     let (prompt, answer, suffix) = match *problem {
@@ -468,7 +481,7 @@ fn render(problem: &Problem, by_name: bool, rng: &mut impl Rng) -> Example {
             (prompt, number, suffix)
         }
         Problem::Chain { start, ref steps } => {
-            let (prompt, suffix) = render_chain(start, steps, problem.solution(), rng);
+            let (prompt, suffix) = render_chain(start, steps, problem.solution(), shown, rng);
             (prompt, number, suffix)
         }
         Problem::Compare { a, b, larger } => {
@@ -532,9 +545,32 @@ fn render(problem: &Problem, by_name: bool, rng: &mut impl Rng) -> Example {
     }
 }
 
-/// Prompt and suffix of a chain sentence.
-fn render_chain(start: u32, steps: &[i32], result: u32, rng: &mut impl Rng) -> (String, String) {
-    match rng.random_range(0..4) {
+/// Prompt and suffix of a chain sentence. Each update but the last is followed by the value it
+/// gives with chance `shown` (the last one's value is the answer).
+fn render_chain(
+    start: u32,
+    steps: &[i32],
+    result: u32,
+    shown: f64,
+    rng: &mut impl Rng,
+) -> (String, String) {
+    let style = rng.random_range(0..4);
+    // Drawn only when some are shown, so a recipe without them keeps its corpus.
+    let mut value = start as i32;
+    let values: Vec<Option<i32>> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            value += step;
+            let show = i + 1 < steps.len() && shown > 0.0 && rng.random_bool(shown);
+            show.then_some(value)
+        })
+        .collect();
+    let worked = |text: String, value: Option<i32>, join: &str| match value {
+        Some(value) => format!("{text}{join}{value}"),
+        None => text,
+    };
+    match style {
         0 | 1 => {
             let mut names = VARIABLES.to_vec();
             let mut take = |rng: &mut dyn Rng| names.swap_remove(rng.random_range(0..names.len()));
@@ -545,15 +581,16 @@ fn render_chain(start: u32, steps: &[i32], result: u32, rng: &mut impl Rng) -> (
             } else {
                 format!("{current} is {start}")
             }];
-            for &step in steps {
+            for (&step, &value) in steps.iter().zip(&values) {
                 let next = take(rng);
                 let op = if step > 0 { "plus" } else { "minus" };
                 let size = step.abs();
-                parts.push(if let_style {
+                let update = if let_style {
                     format!("let {next} be {current} {op} {size}")
                 } else {
                     format!("{next} is {current} {op} {size}")
-                });
+                };
+                parts.push(worked(update, value, ", which is "));
                 current = next;
             }
             let prompt = if let_style {
@@ -567,7 +604,11 @@ fn render_chain(start: u32, steps: &[i32], result: u32, rng: &mut impl Rng) -> (
             let (name, _) = *PEOPLE.choose(rng).expect("people exist");
             let moves: Vec<String> = steps
                 .iter()
-                .map(|&s| format!("{} {}", if s > 0 { "gains" } else { "loses" }, s.abs()))
+                .zip(&values)
+                .map(|(&s, &value)| {
+                    let verb = if s > 0 { "gains" } else { "loses" };
+                    worked(format!("{verb} {}", s.abs()), value, " to ")
+                })
                 .collect();
             (
                 format!(
@@ -580,7 +621,11 @@ fn render_chain(start: u32, steps: &[i32], result: u32, rng: &mut impl Rng) -> (
         _ => {
             let moves: Vec<String> = steps
                 .iter()
-                .map(|&s| format!("{} {}", if s > 0 { "add" } else { "take away" }, s.abs()))
+                .zip(&values)
+                .map(|(&s, &value)| {
+                    let verb = if s > 0 { "add" } else { "take away" };
+                    worked(format!("{verb} {}", s.abs()), value, " to get ")
+                })
                 .collect();
             (
                 format!("Start at {start}, {}, and you get", moves.join(", ")),
@@ -753,6 +798,7 @@ mod tests {
             let example = render(
                 &sample_problem(Family::Arithmetic, false, &Mix::word_lists(0.1), &mut rng),
                 true,
+                0.0,
                 &mut rng,
             );
             let n = numbers(&example.prompt);
@@ -775,25 +821,34 @@ mod tests {
     fn chain_answers_are_right() {
         let mix = Mix {
             chain_updates: NonZeroU32::new(6).unwrap(),
+            chain_values_shown: 0.5,
             ..Mix::word_lists(0.1)
         };
         let mut rng = ChaCha8Rng::seed_from_u64(2);
-        let mut most_updates = 0;
+        let (mut most_updates, mut shown_values) = (0, 0);
         for _ in 0..2000 {
             let problem = sample_problem(Family::Chain, false, &mix, &mut rng);
-            if let Problem::Chain { steps, .. } = &problem {
-                most_updates = most_updates.max(steps.len());
-            }
-            let example = render(&problem, true, &mut rng);
-            // Replay the sentence: each number after the first applies the last cue word seen.
-            let mut value: Option<i64> = None;
-            let mut sign = 1;
+            let Problem::Chain { steps, .. } = &problem else {
+                panic!("{problem:?}")
+            };
+            most_updates = most_updates.max(steps.len());
+            let example = render(&problem, true, mix.chain_values_shown, &mut rng);
+            // Replay the sentence: each number after the first applies the last cue word seen,
+            // except a value shown on the way, which must be the running value.
+            let (mut value, mut sign, mut shows) = (None::<i64>, 1, false);
+            let mut shown_here = 0;
             for word in example.prompt.split(|c: char| !c.is_alphanumeric()) {
                 match word {
                     "plus" | "gains" | "add" => sign = 1,
                     "minus" | "loses" | "take" => sign = -1,
+                    "which" | "to" | "get" => shows = true,
                     _ => {
                         if let Ok(n) = word.parse::<i64>() {
+                            if std::mem::take(&mut shows) {
+                                assert_eq!(Some(n), value, "{example:?}");
+                                shown_here += 1;
+                                continue;
+                            }
                             value = Some(value.map_or(n, |v| v + sign * n));
                             assert!((0..100).contains(&value.unwrap()), "{example:?}");
                         }
@@ -805,10 +860,37 @@ mod tests {
                 i64::from(answer_number(&example)),
                 "{example:?}"
             );
+            // The last update's value is the answer, never given away.
+            assert!(shown_here < steps.len(), "{example:?}");
+            shown_values += shown_here;
         }
         assert_eq!(most_updates, 6);
+        assert!(shown_values > 500, "{shown_values}");
         let zero = serde_json::from_str::<Mix>(r#"{"chain_updates": 0}"#).unwrap_err();
         assert!(zero.to_string().contains("nonzero"), "{zero}");
+    }
+
+    #[test]
+    fn held_out_chains_show_no_values_on_the_way() {
+        let mix = Mix {
+            chain_values_shown: 1.0,
+            ..Mix::word_lists(0.1)
+        };
+        let chains: Vec<_> = test_set(5, 100, &mix)
+            .into_iter()
+            .filter(|e| e.family == Family::Chain)
+            .collect();
+        assert_eq!(chains.len(), 100);
+        for example in chains {
+            assert!(
+                !example.prompt.contains("which") && !example.prompt.contains(" to "),
+                "{example:?}"
+            );
+        }
+        // Without shown values the corpus is the one recipes made before the setting existed.
+        let before = Mix::word_lists(0.25);
+        let text = training_text(9, 300, &before).text;
+        assert!(!text.contains(", which is ") && !text.contains(" to get "));
     }
 
     #[test]
@@ -818,6 +900,7 @@ mod tests {
             let example = render(
                 &sample_problem(Family::Compare, false, &Mix::word_lists(0.1), &mut rng),
                 true,
+                0.0,
                 &mut rng,
             );
             let n = numbers(&example.prompt);
@@ -958,6 +1041,7 @@ mod tests {
             filler: FillerStyle::Stock,
             compare_by_name: false,
             chain_updates: default_chain_updates(),
+            chain_values_shown: 0.0,
         };
         let corpus = training_text(13, 4000, &mix);
         let fillers: Vec<&str> = corpus
