@@ -251,7 +251,12 @@ fn training_sentences(
         }
         let family = *Family::ALL.choose(&mut rng).expect("families exist");
         let problem = sample_problem(family, false, &mix, &mut rng);
-        let example = render(&problem, mix.compare_by_name, mix.chain_values_shown, &mut rng);
+        let example = render(
+            &problem,
+            mix.compare_by_name,
+            mix.chain_values_shown,
+            &mut rng,
+        );
         let answer = example.prompt.len()..example.prompt.len() + example.answer.len();
         (Some(problem), example.sentence(), Some(answer))
     })
