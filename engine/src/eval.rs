@@ -2,6 +2,7 @@
 //! thinks longer, and does it think longer on answers than on plain filler text?
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -102,9 +103,42 @@ pub struct FamilyExitUse {
     pub mean: f64,
 }
 
+/// How each token's state starts in every measurement of an evaluation. The paper's random
+/// start is the default; a start with less noise (a smaller spread, or the previous token's
+/// final state) shows how much of the iterations every token spends washing the noise out.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Start {
+    /// Multiplies the spread of the random initial state (0 starts from zero).
+    pub init_scale: f32,
+    /// Each token starts from the previous token's final state (continuous chain of thought).
+    pub warm_start: bool,
+}
+
+impl Default for Start {
+    fn default() -> Self {
+        Self {
+            init_scale: 1.0,
+            warm_start: false,
+        }
+    }
+}
+
+impl fmt::Display for Start {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "init scale {}", self.init_scale)?;
+        if self.warm_start {
+            write!(f, ", warm start")?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
     pub examples: usize,
+    /// The default in tables written before the start was a choice.
+    #[serde(default)]
+    pub start: Start,
     pub accuracy: Vec<Accuracy>,
     pub exit: ExitUse,
 }
@@ -156,10 +190,12 @@ struct IterationUse {
     filler: Vec<usize>,
 }
 
-fn settings(steps: usize, exit: ExitCriterion) -> ThinkingSettings {
+fn settings(steps: usize, exit: ExitCriterion, start: Start) -> ThinkingSettings {
     ThinkingSettings {
         steps,
         exit,
+        init_scale: start.init_scale,
+        warm_start: start.warm_start,
         ..ThinkingSettings::default()
     }
 }
@@ -169,10 +205,11 @@ async fn answers<B: QuantMatmul>(
     model: &RecurrentModel<B>,
     example: &Encoded,
     steps: usize,
+    start: Start,
 ) -> Result<bool> {
     let mut session = Session::new(
         model,
-        settings(steps, ExitCriterion::None),
+        settings(steps, ExitCriterion::None, start),
         Record::default(),
     )?;
     let mut step = session.feed(&example.prompt).await?;
@@ -195,6 +232,7 @@ async fn exit_use<B: QuantMatmul>(
     example: &Encoded,
     exit: ExitCriterion,
     max_steps: usize,
+    start: Start,
     used: &mut IterationUse,
 ) -> Result<()> {
     let tokens: Vec<u32> = [&example.prompt, &example.answer, &example.suffix]
@@ -204,7 +242,7 @@ async fn exit_use<B: QuantMatmul>(
         .collect();
     let span =
         example.prompt.len() + example.separator..example.prompt.len() + example.answer.len();
-    let mut session = Session::new(model, settings(max_steps, exit), Record::default())?;
+    let mut session = Session::new(model, settings(max_steps, exit, start), Record::default())?;
     for (t, &token) in tokens.iter().enumerate().take(tokens.len() - 1) {
         session.feed(&[token]).await?;
         let iterations = session.trace().positions.last().map_or(0, |p| p.iterations);
@@ -227,6 +265,7 @@ pub async fn evaluate<B: QuantMatmul>(
     steps: &[usize],
     exit: ExitCriterion,
     max_steps: usize,
+    start: Start,
 ) -> Result<EvalReport> {
     let encoded: Vec<Encoded> = examples
         .iter()
@@ -247,7 +286,7 @@ pub async fn evaluate<B: QuantMatmul>(
                 .zip(&encoded)
                 .filter(|(e, _)| e.family == family && !e.is_filler())
             {
-                outcomes.push(answers(model, tokens, r).await?);
+                outcomes.push(answers(model, tokens, r, start).await?);
             }
             accuracy.push(Accuracy {
                 family: family.to_string(),
@@ -260,7 +299,16 @@ pub async fn evaluate<B: QuantMatmul>(
     }
     let mut used = IterationUse::default();
     for (example, tokens) in examples.iter().zip(&encoded) {
-        exit_use(model, &example.family, tokens, exit, max_steps, &mut used).await?;
+        exit_use(
+            model,
+            &example.family,
+            tokens,
+            exit,
+            max_steps,
+            start,
+            &mut used,
+        )
+        .await?;
     }
     let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len().max(1) as f64;
     let answer: Vec<usize> = used.answer.iter().map(|(_, n)| *n).collect();
@@ -282,6 +330,7 @@ pub async fn evaluate<B: QuantMatmul>(
         .collect();
     Ok(EvalReport {
         examples: examples.len(),
+        start,
         accuracy,
         exit: ExitUse {
             criterion: exit,
@@ -320,6 +369,9 @@ impl EvalReport {
                 out += &format!(" {:>6.1}%", cell.map_or(f64::NAN, Accuracy::percent));
             }
             out += "\n";
+        }
+        if self.start != Start::default() {
+            out += &format!("state start: {}\n", self.start);
         }
         let e = &self.exit;
         out += &format!(

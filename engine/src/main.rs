@@ -149,6 +149,12 @@ struct EvalArgs {
     /// Iteration cap under the exit criterion.
     #[arg(long, default_value_t = 64)]
     max_steps: usize,
+    /// Spread of each token's random initial state, for every measurement (0 starts from zero).
+    #[arg(long, default_value_t = 1.0)]
+    init_scale: f32,
+    /// Start each token from the previous token's final state, for every measurement.
+    #[arg(long)]
+    warm_start: bool,
     /// Also write the report as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -484,6 +490,10 @@ fn eval<B: QuantMatmul>(args: &EvalArgs, device: &B::Device) -> Result<ExitCode,
         &steps,
         args.exit,
         args.max_steps,
+        eval::Start {
+            init_scale: args.init_scale,
+            warm_start: args.warm_start,
+        },
     ))?;
     print!("{}", report.table());
     if let Some(path) = &args.json {

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use burn::backend::NdArray;
-use loopscope_engine::eval::{evaluate, read_examples, sample};
+use loopscope_engine::eval::{evaluate, read_examples, sample, Start};
 use loopscope_engine::folder::load_dir;
 use loopscope_engine::weights::HostTensor;
 use loopscope_engine::{block_on, ExitCriterion};
@@ -90,6 +90,7 @@ fn trains_a_model_folder_the_engine_loads_and_evaluates() {
         &[1, 4],
         ExitCriterion::Kl { threshold: 1e-3 },
         8,
+        Start::default(),
     ))
     .unwrap();
     assert_eq!(report.accuracy.len(), 6);
