@@ -94,6 +94,27 @@ pub struct ExitUse {
     /// think longer. Empty in tables written before it was measured.
     #[serde(default)]
     pub answer_by_family: Vec<FamilyExitUse>,
+    /// The answer tokens again, split by whether their problem needed the iterations. Absent in
+    /// tables written before it was measured and when only one iteration count was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_by_need: Option<NeedSplit>,
+}
+
+/// Answer tokens of problems answered wrong at the fewest iterations measured and right at the
+/// most (the iterations did the work), against those of problems right at both: whether the
+/// tokens that need thinking take longer to settle, problem by problem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NeedSplit {
+    pub fewest: usize,
+    pub most: usize,
+    pub needed: TokenMean,
+    pub not_needed: TokenMean,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenMean {
+    pub tokens: usize,
+    pub mean: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,6 +207,8 @@ fn encode(tokenizer: &Tokenizer, example: &EvalExample) -> Result<Encoded> {
 struct IterationUse {
     /// With the family of the example each answer token belongs to.
     answer: Vec<(String, usize)>,
+    /// Each computing example's answer-token counts, in file order.
+    per_example: Vec<Vec<usize>>,
     other: Vec<usize>,
     filler: Vec<usize>,
 }
@@ -243,6 +266,7 @@ async fn exit_use<B: QuantMatmul>(
     let span =
         example.prompt.len() + example.separator..example.prompt.len() + example.answer.len();
     let mut session = Session::new(model, settings(max_steps, exit, start), Record::default())?;
+    let mut answer = Vec::new();
     for (t, &token) in tokens.iter().enumerate().take(tokens.len() - 1) {
         session.feed(&[token]).await?;
         let iterations = session.trace().positions.last().map_or(0, |p| p.iterations);
@@ -250,9 +274,13 @@ async fn exit_use<B: QuantMatmul>(
             used.filler.push(iterations);
         } else if span.contains(&(t + 1)) {
             used.answer.push((family.to_string(), iterations));
+            answer.push(iterations);
         } else {
             used.other.push(iterations);
         }
+    }
+    if !example.filler {
+        used.per_example.push(answer);
     }
     Ok(())
 }
@@ -310,7 +338,6 @@ pub async fn evaluate<B: QuantMatmul>(
         )
         .await?;
     }
-    let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len().max(1) as f64;
     let answer: Vec<usize> = used.answer.iter().map(|(_, n)| *n).collect();
     let answer_by_family = families
         .iter()
@@ -328,6 +355,7 @@ pub async fn evaluate<B: QuantMatmul>(
             }
         })
         .collect();
+    let answer_by_need = need_split(examples, &accuracy, &used.per_example);
     Ok(EvalReport {
         examples: examples.len(),
         start,
@@ -342,7 +370,55 @@ pub async fn evaluate<B: QuantMatmul>(
             filler_tokens: used.filler.len(),
             filler_mean: mean(&used.filler),
             answer_by_family,
+            answer_by_need,
         },
+    })
+}
+
+fn mean(counts: &[usize]) -> f64 {
+    counts.iter().sum::<usize>() as f64 / counts.len().max(1) as f64
+}
+
+/// Splits the answer tokens of `per_example` (computing examples in file order) by whether the
+/// example was wrong at the fewest iterations in `accuracy` and right at the most.
+fn need_split(
+    examples: &[EvalExample],
+    accuracy: &[Accuracy],
+    per_example: &[Vec<usize>],
+) -> Option<NeedSplit> {
+    let fewest = accuracy.iter().map(|a| a.steps).min()?;
+    let most = accuracy.iter().map(|a| a.steps).max()?;
+    if fewest == most {
+        return None;
+    }
+    let outcome = |family: &str, steps: usize, index: usize| {
+        accuracy
+            .iter()
+            .find(|a| a.family == family && a.steps == steps)
+            .is_some_and(|a| a.outcomes[index])
+    };
+    let (mut needed, mut not_needed) = (Vec::new(), Vec::new());
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let computing = examples.iter().filter(|e| !e.is_filler());
+    for (example, counts) in computing.zip(per_example) {
+        let index = seen.entry(&example.family).or_default();
+        let right_at_most = outcome(&example.family, most, *index);
+        match (outcome(&example.family, fewest, *index), right_at_most) {
+            (false, true) => needed.extend(counts),
+            (true, true) => not_needed.extend(counts),
+            _ => {}
+        }
+        *index += 1;
+    }
+    let token_mean = |v: &[usize]| TokenMean {
+        tokens: v.len(),
+        mean: mean(v),
+    };
+    Some(NeedSplit {
+        fewest,
+        most,
+        needed: token_mean(&needed),
+        not_needed: token_mean(&not_needed),
     })
 }
 
@@ -394,6 +470,17 @@ impl EvalReport {
                 .collect();
             out += &format!("\nanswer tokens by family: {}", by_family.join(", "));
         }
+        if let Some(split) = &e.answer_by_need {
+            out += &format!(
+                "\nanswer tokens of problems right only with more iterations (wrong at r={}, right at r={}) {:.2} (n={}), right at both {:.2} (n={})",
+                split.fewest,
+                split.most,
+                split.needed.mean,
+                split.needed.tokens,
+                split.not_needed.mean,
+                split.not_needed.tokens,
+            );
+        }
         out += "\n";
         out
     }
@@ -421,5 +508,45 @@ mod tests {
         let kept = sample(read_examples(&text).unwrap(), 2);
         let prompts: Vec<&str> = kept.iter().map(|e| e.prompt.as_str()).collect();
         assert_eq!(prompts, ["a", "b", "d"]);
+    }
+
+    fn row(family: &str, steps: usize, outcomes: &[bool]) -> Accuracy {
+        Accuracy {
+            family: family.to_string(),
+            steps,
+            correct: outcomes.iter().filter(|&&ok| ok).count(),
+            total: outcomes.len(),
+            outcomes: outcomes.to_vec(),
+        }
+    }
+
+    #[test]
+    fn need_split_follows_each_problem_by_its_place_in_its_family() {
+        // Interleaved families and a filler sentence: the n-th chain is the n-th chain outcome.
+        let text = [
+            line("chain", "a"),
+            line("compare", "b"),
+            r#"{"family":"filler","prompt":"The dog sat.","answer":"","suffix":""}"#.to_string(),
+            line("chain", "c"),
+            line("chain", "d"),
+        ]
+        .join("\n");
+        let examples = read_examples(&text).unwrap();
+        let accuracy = [
+            row("chain", 1, &[false, true, false]),
+            row("chain", 8, &[true, true, false]),
+            row("compare", 1, &[false]),
+            row("compare", 8, &[true]),
+        ];
+        let per_example = [vec![5, 3], vec![4], vec![2, 2], vec![9]];
+        let split = need_split(&examples, &accuracy, &per_example).unwrap();
+        assert_eq!((split.fewest, split.most), (1, 8));
+        // Needed: chain "a" and compare "b"; right at both: chain "c"; wrong at both: "d".
+        assert_eq!(split.needed.tokens, 3);
+        assert_eq!(split.needed.mean, 4.0);
+        assert_eq!(split.not_needed.tokens, 2);
+        assert_eq!(split.not_needed.mean, 2.0);
+        let one_count = [row("chain", 4, &[true, true, false])];
+        assert_eq!(need_split(&examples, &one_count, &per_example), None);
     }
 }

@@ -22,7 +22,7 @@ fn a_sample_of_the_shipped_table_reproduces() {
     assert_eq!(
         table.start,
         Start::default(),
-        "written before the start was a choice"
+        "the table is made with the paper's random start"
     );
     let loaded = load_dir::<NdArray>(&dir, &Default::default()).unwrap();
     let tokenizer = loaded.tokenizer.expect("the shipped model has a tokenizer");
@@ -87,6 +87,7 @@ fn answer_tokens_are_the_answers_digits() {
         ("arithmetic", 2)
     );
     assert_eq!(by_family[0].mean, report.exit.answer_mean);
+    assert_eq!(report.exit.answer_by_need, None, "one iteration count only");
     // Every position but the last predicts a token: the prompt's, the space, the digits, ".".
     assert_eq!(report.exit.other_tokens, prompt - 1 + 1 + 1);
 }

@@ -108,6 +108,13 @@ fn trains_a_model_folder_the_engine_loads_and_evaluates() {
     assert_eq!(names, ["compare", "chain", "arithmetic"]);
     let tokens: usize = by_family.iter().map(|f| f.tokens).sum();
     assert_eq!(tokens, report.exit.answer_tokens);
+    let split = report
+        .exit
+        .answer_by_need
+        .as_ref()
+        .expect("measured at r = 1 and 4");
+    assert_eq!((split.fewest, split.most), (1, 4));
+    assert!(split.needed.tokens + split.not_needed.tokens <= report.exit.answer_tokens);
     let iterations: f64 = by_family.iter().map(|f| f.mean * f.tokens as f64).sum();
     assert!((iterations / tokens as f64 - report.exit.answer_mean).abs() < 1e-9);
     assert!(report.table().contains("answer tokens by family: compare"));
