@@ -136,10 +136,12 @@ pub struct Start {
 }
 
 impl Default for Start {
+    /// The session's own defaults: the paper's start.
     fn default() -> Self {
+        let thinking = ThinkingSettings::default();
         Self {
-            init_scale: 1.0,
-            warm_start: false,
+            init_scale: thinking.init_scale,
+            warm_start: thinking.warm_start,
         }
     }
 }
@@ -205,10 +207,9 @@ fn encode(tokenizer: &Tokenizer, example: &EvalExample) -> Result<Encoded> {
 /// Iterations each predicted token used, by kind of token.
 #[derive(Default)]
 struct IterationUse {
-    /// With the family of the example each answer token belongs to.
-    answer: Vec<(String, usize)>,
-    /// Each computing example's answer-token counts, in file order.
-    per_example: Vec<Vec<usize>>,
+    /// Each computing example's answer tokens, in the order of the examples: grouped by
+    /// problem so that they can be split by family and by the problem's outcomes.
+    answer: Vec<Vec<usize>>,
     other: Vec<usize>,
     filler: Vec<usize>,
 }
@@ -251,7 +252,6 @@ async fn answers<B: QuantMatmul>(
 /// iteration count by what the predicted token is: answer, other, or filler.
 async fn exit_use<B: QuantMatmul>(
     model: &RecurrentModel<B>,
-    family: &str,
     example: &Encoded,
     exit: ExitCriterion,
     max_steps: usize,
@@ -273,14 +273,13 @@ async fn exit_use<B: QuantMatmul>(
         if example.filler {
             used.filler.push(iterations);
         } else if span.contains(&(t + 1)) {
-            used.answer.push((family.to_string(), iterations));
             answer.push(iterations);
         } else {
             used.other.push(iterations);
         }
     }
     if !example.filler {
-        used.per_example.push(answer);
+        used.answer.push(answer);
     }
     Ok(())
 }
@@ -326,27 +325,19 @@ pub async fn evaluate<B: QuantMatmul>(
         }
     }
     let mut used = IterationUse::default();
-    for (example, tokens) in examples.iter().zip(&encoded) {
-        exit_use(
-            model,
-            &example.family,
-            tokens,
-            exit,
-            max_steps,
-            start,
-            &mut used,
-        )
-        .await?;
+    for tokens in &encoded {
+        exit_use(model, tokens, exit, max_steps, start, &mut used).await?;
     }
-    let answer: Vec<usize> = used.answer.iter().map(|(_, n)| *n).collect();
+    let answer: Vec<usize> = used.answer.iter().flatten().copied().collect();
+    let computing: Vec<&EvalExample> = examples.iter().filter(|e| !e.is_filler()).collect();
     let answer_by_family = families
         .iter()
         .map(|&family| {
-            let counts: Vec<usize> = used
-                .answer
+            let counts: Vec<usize> = computing
                 .iter()
-                .filter(|(f, _)| f == family)
-                .map(|(_, n)| *n)
+                .zip(&used.answer)
+                .filter(|(e, _)| e.family == family)
+                .flat_map(|(_, counts)| counts.iter().copied())
                 .collect();
             FamilyExitUse {
                 family: family.to_string(),
@@ -355,7 +346,7 @@ pub async fn evaluate<B: QuantMatmul>(
             }
         })
         .collect();
-    let answer_by_need = need_split(examples, &accuracy, &used.per_example);
+    let answer_by_need = need_split(&computing, &accuracy, &used.answer);
     Ok(EvalReport {
         examples: examples.len(),
         start,
@@ -379,10 +370,10 @@ fn mean(counts: &[usize]) -> f64 {
     counts.iter().sum::<usize>() as f64 / counts.len().max(1) as f64
 }
 
-/// Splits the answer tokens of `per_example` (computing examples in file order) by whether the
+/// Splits the answer tokens of `per_example` (those of `computing`, in its order) by whether the
 /// example was wrong at the fewest iterations in `accuracy` and right at the most.
 fn need_split(
-    examples: &[EvalExample],
+    computing: &[&EvalExample],
     accuracy: &[Accuracy],
     per_example: &[Vec<usize>],
 ) -> Option<NeedSplit> {
@@ -399,11 +390,12 @@ fn need_split(
     };
     let (mut needed, mut not_needed) = (Vec::new(), Vec::new());
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    let computing = examples.iter().filter(|e| !e.is_filler());
-    for (example, counts) in computing.zip(per_example) {
+    for (example, counts) in computing.iter().zip(per_example) {
         let index = seen.entry(&example.family).or_default();
-        let right_at_most = outcome(&example.family, most, *index);
-        match (outcome(&example.family, fewest, *index), right_at_most) {
+        match (
+            outcome(&example.family, fewest, *index),
+            outcome(&example.family, most, *index),
+        ) {
             (false, true) => needed.extend(counts),
             (true, true) => not_needed.extend(counts),
             _ => {}
@@ -522,16 +514,16 @@ mod tests {
 
     #[test]
     fn need_split_follows_each_problem_by_its_place_in_its_family() {
-        // Interleaved families and a filler sentence: the n-th chain is the n-th chain outcome.
+        // Interleaved families: the n-th chain is the n-th chain outcome.
         let text = [
             line("chain", "a"),
             line("compare", "b"),
-            r#"{"family":"filler","prompt":"The dog sat.","answer":"","suffix":""}"#.to_string(),
             line("chain", "c"),
             line("chain", "d"),
         ]
         .join("\n");
         let examples = read_examples(&text).unwrap();
+        let computing: Vec<&EvalExample> = examples.iter().collect();
         let accuracy = [
             row("chain", 1, &[false, true, false]),
             row("chain", 8, &[true, true, false]),
@@ -539,7 +531,7 @@ mod tests {
             row("compare", 8, &[true]),
         ];
         let per_example = [vec![5, 3], vec![4], vec![2, 2], vec![9]];
-        let split = need_split(&examples, &accuracy, &per_example).unwrap();
+        let split = need_split(&computing, &accuracy, &per_example).unwrap();
         assert_eq!((split.fewest, split.most), (1, 8));
         // Needed: chain "a" and compare "b"; right at both: chain "c"; wrong at both: "d".
         assert_eq!(split.needed.tokens, 3);
@@ -547,6 +539,6 @@ mod tests {
         assert_eq!(split.not_needed.tokens, 2);
         assert_eq!(split.not_needed.mean, 2.0);
         let one_count = [row("chain", 4, &[true, true, false])];
-        assert_eq!(need_split(&examples, &one_count, &per_example), None);
+        assert_eq!(need_split(&computing, &one_count, &per_example), None);
     }
 }
