@@ -115,6 +115,10 @@ where
 {
 }
 
+/// The fused wgpu backend multiplies dense matrices.
+#[cfg(feature = "fusion")]
+impl<B: burn_fusion::FusionBackend> QuantMatmul for burn_fusion::Fusion<B> {}
+
 /// A packed matrix as a field of a burn module. It holds no parameters (packed matrices are
 /// never trained), so the modules around it still derive `Module`; under autodiff it is empty.
 #[derive(Clone, Debug)]
