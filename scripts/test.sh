@@ -11,6 +11,8 @@ cargo test --workspace --locked
 cargo test --locked -p loopscope-engine --features wgpu --test kernels
 # Training steps on the same device follow the CPU's.
 cargo test --locked -p loopscope-train --features wgpu --test smoke wgpu
+# And through burn's kernel fusion (`--features fusion`, the faster way to train on a GPU).
+cargo test --locked -p loopscope-train --features fusion --test smoke wgpu
 
 # The same golden comparison through the command-line tool, on both backends.
 cargo run --quiet --locked --release -p loopscope-engine --features wgpu --bin loopscope -- golden engine/tests/fixtures/huginn-tiny-a
