@@ -113,9 +113,14 @@ pub fn measure<B: QuantMatmul>(
     let prompt: Vec<u32> = (0..work.prompt_tokens)
         .map(|_| rng.random_range(0..vocab))
         .collect();
-    // One short run first: shader compilation and allocator warm-up are not thinking.
+    // A short run first, a prompt and two decoded tokens: shader compilation and allocator
+    // warm-up are not thinking. Decoding (one position reading a cache) compiles kernels of its
+    // own; on an H200 they took about 0.45 s, more than 32 tokens' worth of thinking there.
     let mut warm = Session::new(&model, settings.clone(), Record::default())?;
-    block_on(warm.feed(&prompt[..prompt.len().min(2)]))?;
+    let mut next = block_on(warm.feed(&prompt[..prompt.len().min(2)]))?.next;
+    for _ in 0..2 {
+        next = block_on(warm.feed(&[next]))?.next;
+    }
     drop(warm);
 
     let mut peak = memory();

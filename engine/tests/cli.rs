@@ -251,3 +251,67 @@ fn trace_labels_every_position_and_counts_shapes_per_kind() {
     assert!(stdout.lines().any(|l| l.starts_with("words")), "{stdout}");
     assert!(stdout.lines().any(|l| l.starts_with("all")), "{stdout}");
 }
+
+#[test]
+fn bench_measures_folders_and_random_shapes_and_names_what_does_not_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let config = fixture().join("config.json");
+    let args = |prompt: &str| {
+        vec![
+            "bench".to_string(),
+            "--model".into(),
+            fixture().display().to_string(),
+            "--random".into(),
+            config.display().to_string(),
+            "--prompt-tokens".into(),
+            prompt.into(),
+            "--tokens".into(),
+            "3".into(),
+            "--steps".into(),
+            "2".into(),
+            "--json".into(),
+            json.display().to_string(),
+        ]
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        loopscope(&args)
+    };
+    let out = run(args("4"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("prompt 4 tokens, then 3 tokens decoded at 2 iterations each"),
+        "{stdout}"
+    );
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["model"], fixture().display().to_string());
+    assert!(rows[1]["model"]
+        .as_str()
+        .unwrap()
+        .starts_with("random weights"));
+    for row in &rows {
+        assert_eq!(row["backend"], "cpu");
+        assert_eq!(row["format"], "f32");
+        let decode = row["decode_tokens_per_s"].as_f64().unwrap();
+        let iterations = row["core_iterations_per_s"].as_f64().unwrap();
+        assert!(decode > 0.0 && (iterations - 2.0 * decode).abs() < 1e-6 * iterations);
+        assert!(row["kv_bytes_per_token"].as_f64().unwrap() > 0.0);
+        assert!(row["weight_bytes"].as_u64().unwrap() > 0);
+    }
+    // The fixture holds 128 positions.
+    let out = run(args("126"));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("129 tokens do not fit the model's context of 128"),
+        "{stderr}"
+    );
+}
