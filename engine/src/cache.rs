@@ -285,7 +285,13 @@ mod tests {
             .unwrap();
         assert_eq!(past.k.into_data().to_vec::<f32>().unwrap(), vec![1.0, 1.0]);
         assert!(pending.past(Slot::Prelude(0)).is_some());
-        assert_eq!(cache.bytes(), (2 + 2 * 1) * 2 * 4 * 2);
+        // The prelude's and the coda's entries and the core's layers at one iteration, each
+        // keys and values of 2 floats of 4 bytes.
+        let (prelude_and_coda, core_layers, iterations) = (2, 2, 1);
+        assert_eq!(
+            cache.bytes(),
+            (prelude_and_coda + core_layers * iterations) * 2 * 4 * 2
+        );
     }
 
     #[test]

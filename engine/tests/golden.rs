@@ -88,6 +88,9 @@ fn run(
     (last.iterations, last.exit)
 }
 
+/// An exit criterion at a threshold.
+type Criterion = fn(f32) -> ExitCriterion;
+
 #[test]
 fn iteration_counts_follow_the_golden_exit_values() {
     let (model, case) = load();
@@ -96,7 +99,7 @@ fn iteration_counts_follow_the_golden_exit_values() {
     let entropy_changes: Vec<Option<f32>> = (0..r)
         .map(|i| (i > 0).then(|| (entropies[i] - entropies[i - 1]).abs()))
         .collect();
-    let criteria: Vec<(Vec<Option<f32>>, fn(f32) -> ExitCriterion)> = vec![
+    let criteria: Vec<(Vec<Option<f32>>, Criterion)> = vec![
         (
             case.expected["exit_kl"].iter().map(|&v| Some(v)).collect(),
             |t| ExitCriterion::Kl { threshold: t },

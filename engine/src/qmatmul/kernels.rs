@@ -20,8 +20,8 @@ pub const TM: u32 = 64;
 pub const TN: u32 = 64;
 const RPT: u32 = TM / 16;
 
-/// Every kernel takes the format at compile time (`q4`; q8 otherwise) and, for q8, ignores
-/// `mins` (the caller passes the scales again).
+// Every kernel takes the format at compile time (`q4`; q8 otherwise) and, for q8, ignores
+// `mins` (the caller passes the scales again).
 
 /// One group of 32 of output column `col`'s row, dotted with x from `xg`, scaled.
 #[cube]
