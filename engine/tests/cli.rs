@@ -255,30 +255,27 @@ fn trace_labels_every_position_and_counts_shapes_per_kind() {
 #[test]
 fn bench_measures_folders_and_random_shapes_and_names_what_does_not_fit() {
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("bench.json");
-    let config = fixture().join("config.json");
-    let args = |prompt: &str| {
-        vec![
-            "bench".to_string(),
-            "--model".into(),
-            fixture().display().to_string(),
-            "--random".into(),
-            config.display().to_string(),
-            "--prompt-tokens".into(),
-            prompt.into(),
-            "--tokens".into(),
-            "3".into(),
-            "--steps".into(),
-            "2".into(),
-            "--json".into(),
-            json.display().to_string(),
-        ]
+    let json = dir.path().join("bench.json").display().to_string();
+    let folder = fixture().display().to_string();
+    let config = fixture().join("config.json").display().to_string();
+    let bench = |prompt: &str| {
+        loopscope(&[
+            "bench",
+            "--model",
+            &folder,
+            "--random",
+            &config,
+            "--prompt-tokens",
+            prompt,
+            "--tokens",
+            "3",
+            "--steps",
+            "2",
+            "--json",
+            &json,
+        ])
     };
-    let run = |args: Vec<String>| {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        loopscope(&args)
-    };
-    let out = run(args("4"));
+    let out = bench("4");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -292,7 +289,7 @@ fn bench_measures_folders_and_random_shapes_and_names_what_does_not_fit() {
     let rows: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(rows.len(), 2, "{rows:?}");
-    assert_eq!(rows[0]["model"], fixture().display().to_string());
+    assert_eq!(rows[0]["model"], folder);
     assert!(rows[1]["model"]
         .as_str()
         .unwrap()
@@ -307,7 +304,7 @@ fn bench_measures_folders_and_random_shapes_and_names_what_does_not_fit() {
         assert!(row["weight_bytes"].as_u64().unwrap() > 0);
     }
     // The fixture holds 128 positions.
-    let out = run(args("126"));
+    let out = bench("126");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -8,7 +8,8 @@
 //! as little-endian words); value = code * scale + min.
 //! x is f32 [rows, k]; out is f32 [rows, out_stride] and a launch writes columns
 //! col_offset..col_offset + n, so that a matrix split into several buffers (a browser binds at
-//! most 128 MiB) fills one output.
+//! most 128 MiB) fills one output. Every kernel takes the format at compile time (`q4`; q8
+//! otherwise) and, for q8, ignores `mins` (the caller passes the scales again).
 
 use cubecl::prelude::*;
 
@@ -19,9 +20,6 @@ pub const GEMV_THREADS: u32 = 64;
 pub const TM: u32 = 64;
 pub const TN: u32 = 64;
 const RPT: u32 = TM / 16;
-
-// Every kernel takes the format at compile time (`q4`; q8 otherwise) and, for q8, ignores
-// `mins` (the caller passes the scales again).
 
 /// One group of 32 of output column `col`'s row, dotted with x from `xg`, scaled.
 #[cube]
