@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 cargo test --workspace --locked
-# The quantized-matmul kernels on a real wgpu device (lavapipe without a GPU).
+# The kernels (quantized products, RMSNorm) on a real wgpu device (lavapipe without a GPU).
 cargo test --locked -p loopscope-engine --features wgpu --test kernels
 # Training steps on the same device follow the CPU's.
 cargo test --locked -p loopscope-train --features wgpu --test smoke wgpu

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 
 use loopscope_engine::folder::{load_files, LoadedModel};
-use loopscope_engine::qmatmul::QuantMatmul;
+use loopscope_engine::kernels::Kernels;
 use loopscope_engine::trace::PositionTrace;
 use loopscope_engine::{
     EngineError, Finish, ModelConfig, Record, Session, ThinkingSettings, Tokenizer,
@@ -112,7 +112,7 @@ impl Engine {
     }
 }
 
-async fn run<B: QuantMatmul>(
+async fn run<B: Kernels>(
     loaded: &LoadedModel<B>,
     ids: &[u32],
     stop: &[u32],

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use loopscope_engine::config::ModelConfig;
 use loopscope_engine::folder::load_dir;
-use loopscope_engine::qmatmul::QuantMatmul;
+use loopscope_engine::kernels::Kernels;
 use loopscope_engine::weights::weight_file_names;
 use loopscope_engine::{
     block_on, EngineError, ExitCriterion, Record, RecurrentModel, Session, ThinkingSettings,
@@ -61,7 +61,7 @@ pub struct Row {
 }
 
 /// Loads `subject` on `B` and times a prefill and a decode.
-pub fn measure<B: QuantMatmul>(
+pub fn measure<B: Kernels>(
     subject: &Subject,
     backend: &str,
     device: &B::Device,

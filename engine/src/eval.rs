@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
 use crate::exit::ExitCriterion;
+use crate::kernels::Kernels;
 use crate::model::RecurrentModel;
-use crate::qmatmul::QuantMatmul;
 use crate::session::Session;
 use crate::settings::ThinkingSettings;
 use crate::tokenizer::Tokenizer;
@@ -225,7 +225,7 @@ fn settings(steps: usize, exit: ExitCriterion, start: Start) -> ThinkingSettings
 }
 
 /// Whether greedy decoding after the prompt writes exactly the answer's tokens.
-async fn answers<B: QuantMatmul>(
+async fn answers<B: Kernels>(
     model: &RecurrentModel<B>,
     example: &Encoded,
     steps: usize,
@@ -250,7 +250,7 @@ async fn answers<B: QuantMatmul>(
 
 /// Feeds the whole sentence one token at a time under `exit` and records each prediction's
 /// iteration count by what the predicted token is: answer, other, or filler.
-async fn exit_use<B: QuantMatmul>(
+async fn exit_use<B: Kernels>(
     model: &RecurrentModel<B>,
     example: &Encoded,
     exit: ExitCriterion,
@@ -285,7 +285,7 @@ async fn exit_use<B: QuantMatmul>(
 }
 
 /// Accuracy per family at every count in `steps`, and the exit criterion's iteration use.
-pub async fn evaluate<B: QuantMatmul>(
+pub async fn evaluate<B: Kernels>(
     model: &RecurrentModel<B>,
     tokenizer: &Tokenizer,
     examples: &[EvalExample],

@@ -7,8 +7,8 @@ use burn::tensor::backend::Backend;
 
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
+use crate::kernels::Kernels;
 use crate::model::RecurrentModel;
-use crate::qmatmul::QuantMatmul;
 use crate::tokenizer::Tokenizer;
 use crate::weights::Checkpoint;
 
@@ -21,7 +21,7 @@ pub struct LoadedModel<B: Backend> {
 }
 
 /// Builds a model from the folder's files, already in memory (file name -> bytes).
-pub fn load_files<B: QuantMatmul>(
+pub fn load_files<B: Kernels>(
     mut files: HashMap<String, Vec<u8>>,
     device: &B::Device,
 ) -> Result<LoadedModel<B>> {
@@ -43,10 +43,7 @@ pub fn load_files<B: QuantMatmul>(
 
 /// Reads a model folder from disk.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn load_dir<B: QuantMatmul>(
-    dir: &std::path::Path,
-    device: &B::Device,
-) -> Result<LoadedModel<B>> {
+pub fn load_dir<B: Kernels>(dir: &std::path::Path, device: &B::Device) -> Result<LoadedModel<B>> {
     let mut files = crate::weights::read_weight_files(dir)?;
     for name in [CONFIG_FILE, TOKENIZER_FILE] {
         let path = dir.join(name);

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use crate::cache::NoMemory;
 use crate::error::{EngineError, Result};
 use crate::exit::{entropy, ExitCriterion};
+use crate::kernels::Kernels;
 use crate::model::RecurrentModel;
-use crate::qmatmul::QuantMatmul;
 use crate::readback::read;
 use crate::session::Session;
 use crate::settings::ThinkingSettings;
@@ -108,10 +108,7 @@ impl GoldenCase {
     }
 
     /// Computes every expected array with the engine and compares.
-    pub async fn check<B: QuantMatmul>(
-        &self,
-        model: &RecurrentModel<B>,
-    ) -> Result<Vec<ArrayCheck>> {
+    pub async fn check<B: Kernels>(&self, model: &RecurrentModel<B>) -> Result<Vec<ArrayCheck>> {
         let computed = self.reproduce(model).await?;
         let mut checks = Vec::new();
         for (name, expected) in &self.expected {
@@ -140,7 +137,7 @@ impl GoldenCase {
     }
 
     /// The engine's version of every array the reference writes.
-    pub async fn reproduce<B: QuantMatmul>(
+    pub async fn reproduce<B: Kernels>(
         &self,
         model: &RecurrentModel<B>,
     ) -> Result<BTreeMap<String, Vec<f32>>> {
@@ -226,7 +223,7 @@ impl GoldenCase {
 
     /// Runs the whole sequence as one prompt for `steps` iterations under `exit`, never exiting
     /// early, recording the criterion's value after each iteration.
-    pub async fn exit_trace<B: QuantMatmul>(
+    pub async fn exit_trace<B: Kernels>(
         &self,
         model: &RecurrentModel<B>,
         exit: ExitCriterion,

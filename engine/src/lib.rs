@@ -12,9 +12,9 @@ pub mod eval;
 pub mod exit;
 pub mod folder;
 pub mod golden;
+pub mod kernels;
 pub mod model;
 pub mod pca;
-pub mod qmatmul;
 pub mod quant;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod quantize;

@@ -14,7 +14,7 @@ use bench::{Subject, Workload};
 use loopscope_engine::dynamics::{Census, Dynamics, TokenKind};
 use loopscope_engine::folder::{load_dir, LoadedModel};
 use loopscope_engine::golden::GoldenCase;
-use loopscope_engine::qmatmul::QuantMatmul;
+use loopscope_engine::kernels::Kernels;
 use loopscope_engine::quantize::{quantize_folder, SHARD_BYTES};
 use loopscope_engine::trace::{Exit, PositionTrace};
 use loopscope_engine::{
@@ -338,7 +338,7 @@ fn bench_wgpu(_: &Subject, _: Workload) -> Result<bench::Row, EngineError> {
     Err(no_wgpu())
 }
 
-fn run<B: QuantMatmul>(command: &Command, device: &B::Device) -> Result<ExitCode, EngineError> {
+fn run<B: Kernels>(command: &Command, device: &B::Device) -> Result<ExitCode, EngineError> {
     match command {
         Command::Generate(args) => generate::<B>(args, device),
         Command::Trace { generation, json } => trace::<B>(generation, *json, device),
@@ -383,7 +383,7 @@ fn quantize(input: &Path, output: &Path, format: QuantFormat) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-fn trajectory<B: QuantMatmul>(
+fn trajectory<B: Kernels>(
     args: &TrajectoryArgs,
     device: &B::Device,
 ) -> Result<ExitCode, EngineError> {
@@ -464,7 +464,7 @@ fn trajectory<B: QuantMatmul>(
     Ok(ExitCode::SUCCESS)
 }
 
-fn eval<B: QuantMatmul>(args: &EvalArgs, device: &B::Device) -> Result<ExitCode, EngineError> {
+fn eval<B: Kernels>(args: &EvalArgs, device: &B::Device) -> Result<ExitCode, EngineError> {
     let loaded = load_dir::<B>(&args.model, device)?;
     let tokenizer = required_tokenizer(&loaded)?;
     let path = args
@@ -502,10 +502,7 @@ fn eval<B: QuantMatmul>(args: &EvalArgs, device: &B::Device) -> Result<ExitCode,
     Ok(ExitCode::SUCCESS)
 }
 
-fn golden<B: QuantMatmul>(
-    dir: &std::path::Path,
-    device: &B::Device,
-) -> Result<ExitCode, EngineError> {
+fn golden<B: Kernels>(dir: &std::path::Path, device: &B::Device) -> Result<ExitCode, EngineError> {
     let loaded = load_dir::<B>(dir, device)?;
     let case = GoldenCase::open(dir)?;
     let checks = block_on(case.check(&loaded.model))?;
@@ -560,7 +557,7 @@ fn thinking_settings(args: &GenerateArgs, mean_recurrence: usize) -> ThinkingSet
 }
 
 /// Runs a whole generation, calling `each` with every generated position.
-fn run_generation<B: QuantMatmul>(
+fn run_generation<B: Kernels>(
     loaded: &LoadedModel<B>,
     args: &GenerateArgs,
     record: Record,
@@ -596,10 +593,7 @@ fn run_generation<B: QuantMatmul>(
     Ok((prompt, trace, finish))
 }
 
-fn generate<B: QuantMatmul>(
-    args: &GenerateArgs,
-    device: &B::Device,
-) -> Result<ExitCode, EngineError> {
+fn generate<B: Kernels>(args: &GenerateArgs, device: &B::Device) -> Result<ExitCode, EngineError> {
     let loaded = load_dir::<B>(&args.model, device)?;
     let tokenizer = loaded.tokenizer.as_ref();
     let text = |id: u32| tokenizer.map_or_else(|| format!("<{id}>"), |t| t.token_text(id));
@@ -654,7 +648,7 @@ struct TraceReport {
     census: Census,
 }
 
-fn trace<B: QuantMatmul>(
+fn trace<B: Kernels>(
     args: &GenerateArgs,
     json: bool,
     device: &B::Device,
@@ -720,7 +714,7 @@ fn trace<B: QuantMatmul>(
     Ok(ExitCode::SUCCESS)
 }
 
-fn required_tokenizer<B: QuantMatmul>(loaded: &LoadedModel<B>) -> Result<&Tokenizer, EngineError> {
+fn required_tokenizer<B: Kernels>(loaded: &LoadedModel<B>) -> Result<&Tokenizer, EngineError> {
     loaded
         .tokenizer
         .as_ref()

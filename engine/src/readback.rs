@@ -7,7 +7,7 @@ use std::cell::Cell;
 use burn::tensor::Tensor;
 
 use crate::error::{EngineError, Result};
-use crate::qmatmul::QuantMatmul;
+use crate::kernels::Kernels;
 
 thread_local! {
     static READS: Cell<usize> = const { Cell::new(0) };
@@ -19,7 +19,7 @@ pub fn reads_on_this_thread() -> usize {
 }
 
 /// Reads a tensor back to the host; asynchronous because WebGPU cannot block.
-pub async fn read<B: QuantMatmul, const D: usize>(tensor: Tensor<B, D>) -> Result<Vec<f32>> {
+pub async fn read<B: Kernels, const D: usize>(tensor: Tensor<B, D>) -> Result<Vec<f32>> {
     READS.with(|reads| reads.set(reads.get() + 1));
     let data = tensor
         .into_data_async()
@@ -36,7 +36,7 @@ const FLUSH_BYTES: usize = 64 << 20;
 
 /// Device tensors queued to come back together: one transfer when `finish` is awaited (more only
 /// past `FLUSH_BYTES`).
-pub struct Batch<B: QuantMatmul> {
+pub struct Batch<B: Kernels> {
     queued: Vec<Tensor<B, 1>>,
     queued_len: usize,
     host: Vec<f32>,
@@ -44,7 +44,7 @@ pub struct Batch<B: QuantMatmul> {
     sizes: Vec<usize>,
 }
 
-impl<B: QuantMatmul> Default for Batch<B> {
+impl<B: Kernels> Default for Batch<B> {
     fn default() -> Self {
         Self {
             queued: Vec::new(),
@@ -55,7 +55,7 @@ impl<B: QuantMatmul> Default for Batch<B> {
     }
 }
 
-impl<B: QuantMatmul> Batch<B> {
+impl<B: Kernels> Batch<B> {
     /// Queues `tensor` and returns its part number for [`Parts::get`].
     pub async fn queue<const D: usize>(&mut self, tensor: Tensor<B, D>) -> Result<usize> {
         let len = tensor.shape().num_elements();

@@ -11,8 +11,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::cache::{KvCache, LayerCounts};
 use crate::error::{EngineError, Result};
 use crate::exit::{ExitCriterion, ExitTracker, LatentStep};
+use crate::kernels::Kernels;
 use crate::model::RecurrentModel;
-use crate::qmatmul::QuantMatmul;
 use crate::readback::{read, Batch, Parts};
 use crate::settings::ThinkingSettings;
 use crate::state::random_initial_state;
@@ -65,7 +65,7 @@ pub struct Session<'m, B: Backend> {
     trace: Trace,
 }
 
-impl<'m, B: QuantMatmul> Session<'m, B> {
+impl<'m, B: Kernels> Session<'m, B> {
     pub fn new(
         model: &'m RecurrentModel<B>,
         settings: ThinkingSettings,
@@ -353,7 +353,7 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    async fn queue<B: QuantMatmul>(
+    async fn queue<B: Kernels>(
         model: &RecurrentModel<B>,
         state: &Tensor<B, 3>,
         record: Record,
@@ -379,7 +379,7 @@ enum Part {
 }
 
 impl Part {
-    async fn fetch<B: QuantMatmul>(
+    async fn fetch<B: Kernels>(
         tensor: Tensor<B, 3>,
         now: bool,
         batch: &mut Batch<B>,
@@ -491,7 +491,7 @@ fn row(values: &[f32], p: usize, width: usize) -> Vec<f32> {
 }
 
 /// Per position: [|s - prev|, |s|, |prev|, <s, prev>] as [1, positions, 4].
-fn latent_steps<B: QuantMatmul>(previous: &Tensor<B, 3>, state: &Tensor<B, 3>) -> Tensor<B, 3> {
+fn latent_steps<B: Kernels>(previous: &Tensor<B, 3>, state: &Tensor<B, 3>) -> Tensor<B, 3> {
     let norm = |t: Tensor<B, 3>| t.powi_scalar(2).sum_dim(2).sqrt();
     let delta = norm(state.clone() - previous.clone());
     let dot = (state.clone() * previous.clone()).sum_dim(2);

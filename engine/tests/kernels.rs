@@ -1,11 +1,12 @@
-//! The quantized-matmul kernels on a real wgpu device (Mesa's lavapipe where there is no GPU)
-//! against the dequantized matrix multiplied on the host in f64.
+//! The engine's kernels on a real wgpu device (Mesa's lavapipe where there is no GPU): the
+//! quantized products against the dequantized matrix multiplied on the host in f64, RMSNorm
+//! against the host's f64.
 #![cfg(feature = "wgpu")]
 
 use burn::backend::wgpu::{Wgpu, WgpuDevice};
 use burn::backend::NdArray;
 use burn::tensor::{Tensor, TensorData};
-use loopscope_engine::qmatmul::{QWeight, QuantMatmul, MAX_BINDING_BYTES};
+use loopscope_engine::kernels::{Kernels, QWeight, MAX_BINDING_BYTES};
 use loopscope_engine::quant::{Format, Quantized};
 use proptest::prelude::*;
 use rand::{RngExt, SeedableRng};
@@ -31,7 +32,7 @@ fn reference(x: &[f32], rows: usize, w: &Quantized) -> Vec<f32> {
     out
 }
 
-fn product<B: QuantMatmul>(x: &[f32], rows: usize, w: &QWeight<B>, device: &B::Device) -> Vec<f32> {
+fn product<B: Kernels>(x: &[f32], rows: usize, w: &QWeight<B>, device: &B::Device) -> Vec<f32> {
     let k = x.len() / rows;
     let x = Tensor::<B, 2>::from_data(TensorData::new(x.to_vec(), [rows, k]), device);
     B::qlinear(x, w).into_data().to_vec::<f32>().unwrap()
@@ -52,7 +53,7 @@ fn check(format: Format, rows: usize, n: usize, k: usize, binding: usize, seed: 
     let x = random(rows * k, &mut rng);
     let want = reference(&x, rows, &w);
     let device = WgpuDevice::default();
-    let packed = <Wgpu as QuantMatmul>::upload(&w, &device, binding);
+    let packed = <Wgpu as Kernels>::upload(&w, &device, binding);
     assert!(
         matches!(packed, QWeight::Packed { .. }),
         "uploaded as codes"
@@ -65,7 +66,7 @@ fn check(format: Format, rows: usize, n: usize, k: usize, binding: usize, seed: 
         "{format:?} {rows}x{k} · {k}x{n}: relative error {error:e}"
     );
     // The CPU backend's path (dequantize once, then matmul) agrees too.
-    let cpu = <NdArray as QuantMatmul>::upload(&w, &Default::default(), binding);
+    let cpu = <NdArray as Kernels>::upload(&w, &Default::default(), binding);
     let error = relative_error(
         &product::<NdArray>(&x, rows, &cpu, &Default::default()),
         &want,
@@ -107,8 +108,54 @@ fn matrices_split_across_buffers_fill_one_output() {
 fn rows_that_are_not_whole_groups_stay_dense() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let w = Quantized::quantize(Format::Q8, &random(8 * 40, &mut rng), 8, 40);
-    let packed = <Wgpu as QuantMatmul>::upload(&w, &WgpuDevice::default(), MAX_BINDING_BYTES);
+    let packed = <Wgpu as Kernels>::upload(&w, &WgpuDevice::default(), MAX_BINDING_BYTES);
     assert!(matches!(packed, QWeight::Dense(_)));
+}
+
+/// RMSNorm of [rows, dim] in f64.
+fn norm_reference(x: &[f32], weight: &[f32], eps: f64) -> Vec<f32> {
+    x.chunks(weight.len())
+        .flat_map(|row| {
+            let mean = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / row.len() as f64;
+            let inv = 1.0 / (mean + eps).sqrt();
+            row.iter()
+                .zip(weight)
+                .map(move |(&v, &w)| (v as f64 * inv * w as f64) as f32)
+        })
+        .collect()
+}
+
+fn normed<B: Kernels>(x: &[f32], weight: &[f32], eps: f64, device: &B::Device) -> Vec<f32> {
+    let dim = weight.len();
+    let x = Tensor::<B, 2>::from_data(TensorData::new(x.to_vec(), [x.len() / dim, dim]), device);
+    let weight = Tensor::<B, 1>::from_data(TensorData::new(weight.to_vec(), [dim]), device);
+    B::rms_norm(x, weight, eps)
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn rms_norm_matches_the_host() {
+    // A row shorter than the workgroup, the model's width, widths that leave threads a partial
+    // turn, Huginn-0125's width, and more rows than one grid dimension holds.
+    let shapes = [(1, 8), (3, 128), (5, 100), (2, 5280), (70_000, 4)];
+    for (i, &(rows, dim)) in shapes.iter().enumerate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(40 + i as u64);
+        let mut x = random(rows * dim, &mut rng);
+        // A zero row: only eps keeps it finite.
+        x[..dim].fill(0.0);
+        let weight = random(dim, &mut rng);
+        let want = norm_reference(&x, &weight, 1e-6);
+        let got = normed::<Wgpu>(&x, &weight, 1e-6, &WgpuDevice::default());
+        assert!(got.iter().all(|v| v.is_finite()), "{rows}x{dim}: finite");
+        let error = relative_error(&got, &want);
+        assert!(error < 1e-5, "{rows}x{dim}: relative error {error:e}");
+        // The default path (burn's tensor operations, here the CPU's) rounds more: 5e-5 seen.
+        let cpu = normed::<NdArray>(&x, &weight, 1e-6, &Default::default());
+        let error = relative_error(&cpu, &want);
+        assert!(error < 2e-4, "cpu {rows}x{dim}: relative error {error:e}");
+    }
 }
 
 proptest! {
@@ -132,7 +179,7 @@ mod whole_model {
     use burn::backend::wgpu::{Wgpu, WgpuDevice};
     use burn::backend::NdArray;
     use loopscope_engine::folder::{load_dir, LoadedModel};
-    use loopscope_engine::qmatmul::QuantMatmul;
+    use loopscope_engine::kernels::Kernels;
     use loopscope_engine::quant::Format;
     use loopscope_engine::quantize::{quantize_folder, SHARD_BYTES};
     use loopscope_engine::{block_on, Record, Session, ThinkingSettings};
@@ -151,7 +198,7 @@ mod whole_model {
 
     /// Final logits after each prompt (a prefill of many rows, then one decoded token: both
     /// kernels) at 4 iterations.
-    fn logits<B: QuantMatmul>(model: &LoadedModel<B>) -> Vec<Vec<f32>> {
+    fn logits<B: Kernels>(model: &LoadedModel<B>) -> Vec<Vec<f32>> {
         let tokenizer = model.tokenizer.as_ref().unwrap();
         PROMPTS
             .iter()

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use burn::backend::{Autodiff, NdArray};
 use clap::{Parser, ValueEnum};
 use loopscope_engine::folder::TOKENIZER_FILE;
-use loopscope_engine::qmatmul::QuantMatmul;
+use loopscope_engine::kernels::Kernels;
 use loopscope_engine::weights::{read_weight_files, write_safetensors, Checkpoint};
 use loopscope_engine::RecurrentModel;
 use thiserror::Error;
@@ -213,7 +213,7 @@ impl ModelFolder<'_> {
 
     /// Config and weights of `model`: written at each validation, so that the folder can be
     /// evaluated or opened in the page while the run goes on, and at the end.
-    fn write_weights<B: QuantMatmul>(&self, model: &RecurrentModel<B>) -> Result<(), TrainError> {
+    fn write_weights<B: Kernels>(&self, model: &RecurrentModel<B>) -> Result<(), TrainError> {
         self.write(
             "config.json",
             serde_json::to_string_pretty(&model.config)

@@ -13,7 +13,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use loopscope_engine::cache::NoMemory;
-use loopscope_engine::qmatmul::QuantMatmul;
+use loopscope_engine::kernels::Kernels;
 use loopscope_engine::state::random_initial_state;
 // The engine's checkpoint is a model folder's weights; this module's is the run's training state.
 use loopscope_engine::weights::Checkpoint as Weights;
@@ -62,13 +62,13 @@ pub struct Run<'a> {
 /// there when one exists. `snapshot` receives the model at every validation and at the end.
 /// Returns whether the run finished, `false` when `stop_at` ended it early (checkpointed, so
 /// that the next call resumes it exactly on the same backend).
-pub fn train<B: AutodiffBackend + QuantMatmul>(
+pub fn train<B: AutodiffBackend + Kernels>(
     run: &Run,
     device: &B::Device,
     mut snapshot: impl FnMut(&RecurrentModel<B::InnerBackend>) -> Result<(), TrainError>,
 ) -> Result<bool, TrainError>
 where
-    B::InnerBackend: QuantMatmul,
+    B::InnerBackend: Kernels,
 {
     let Run {
         recipe,
@@ -212,7 +212,7 @@ struct Depth {
 
 /// Weighted cross-entropy of the model's prediction after the step's iterations (or the mean of
 /// it over the iterations with gradient).
-fn forward_loss<B: AutodiffBackend + QuantMatmul>(
+fn forward_loss<B: AutodiffBackend + Kernels>(
     model: &RecurrentModel<B>,
     batch: &Batch,
     weights: Tensor<B, 2>,
@@ -220,7 +220,7 @@ fn forward_loss<B: AutodiffBackend + QuantMatmul>(
     rng: &mut impl Rng,
 ) -> Tensor<B, 1>
 where
-    B::InnerBackend: QuantMatmul,
+    B::InnerBackend: Kernels,
 {
     let device = weights.device();
     let e = model.config.n_embd;
@@ -253,7 +253,7 @@ where
 }
 
 /// The mean of each position's negative log-likelihood, weighted by `weights` ([batch, seq]).
-fn cross_entropy<B: QuantMatmul>(
+fn cross_entropy<B: Kernels>(
     logits: Tensor<B, 3>,
     targets: Tensor<B, 2, Int>,
     weights: Tensor<B, 2>,
@@ -262,13 +262,13 @@ fn cross_entropy<B: QuantMatmul>(
 }
 
 /// Each position's negative log-likelihood of its target, [batch, seq].
-fn nll<B: QuantMatmul>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+fn nll<B: Kernels>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
     let [b, s, _] = logits.dims();
     let picked = log_softmax(logits, 2).gather(2, targets.reshape([b, s, 1]));
     picked.reshape([b, s]).neg()
 }
 
-fn weighted_mean<B: QuantMatmul>(values: Tensor<B, 2>, weights: Tensor<B, 2>) -> Tensor<B, 1> {
+fn weighted_mean<B: Kernels>(values: Tensor<B, 2>, weights: Tensor<B, 2>) -> Tensor<B, 1> {
     let total = weights.clone().sum();
     (values * weights).sum() / total
 }
@@ -309,12 +309,12 @@ impl Batch {
         batch
     }
 
-    fn targets<B: QuantMatmul>(&self, device: &B::Device) -> Tensor<B, 2, Int> {
+    fn targets<B: Kernels>(&self, device: &B::Device) -> Tensor<B, 2, Int> {
         Tensor::from_data(TensorData::new(self.targets.clone(), self.shape), device)
     }
 
     /// Each target's weight in the loss: `answer` for answer tokens, `other` for the rest.
-    fn weights<B: QuantMatmul>(&self, answer: f32, other: f32, device: &B::Device) -> Tensor<B, 2> {
+    fn weights<B: Kernels>(&self, answer: f32, other: f32, device: &B::Device) -> Tensor<B, 2> {
         let weights = self
             .in_answer
             .iter()
@@ -327,7 +327,7 @@ impl Batch {
 /// Validation loss at r = 1, the mean and twice the mean, on fixed windows, over all tokens and
 /// over answer tokens alone: the gap between r = 1 and r = mean is the sign that the model uses
 /// its iterations.
-fn validate<B: QuantMatmul>(
+fn validate<B: Kernels>(
     model: &RecurrentModel<B>,
     recipe: &Recipe,
     val_tokens: &TokenStream,

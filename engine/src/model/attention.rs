@@ -7,7 +7,7 @@ use super::linear::Linear;
 use super::rope::Rope;
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::qmatmul::QuantMatmul;
+use crate::kernels::Kernels;
 use crate::weights::Checkpoint;
 
 /// Keys and values of some positions of one layer application: [batch, heads, positions, head_dim].
@@ -52,7 +52,7 @@ pub struct Attention<B: Backend> {
     pub n_heads: usize,
 }
 
-impl<B: QuantMatmul> Attention<B> {
+impl<B: Kernels> Attention<B> {
     pub fn load(
         ckpt: &Checkpoint,
         prefix: &str,
@@ -121,7 +121,7 @@ impl<B: QuantMatmul> Attention<B> {
 }
 
 /// Additive mask [1, 1, s, t]: query i (at key index t - s + i) sees keys up to its own index.
-fn causal_mask<B: QuantMatmul>(s: usize, t: usize, device: &B::Device) -> Tensor<B, 4> {
+fn causal_mask<B: Kernels>(s: usize, t: usize, device: &B::Device) -> Tensor<B, 4> {
     let offset = t - s;
     let values: Vec<f32> = (0..s)
         .flat_map(|i| {

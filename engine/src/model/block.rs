@@ -10,7 +10,7 @@ use super::norm::RmsNorm;
 use super::rope::Rope;
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::qmatmul::QuantMatmul;
+use crate::kernels::Kernels;
 use crate::weights::Checkpoint;
 
 #[derive(Module, Debug)]
@@ -23,7 +23,7 @@ pub struct SandwichBlock<B: Backend> {
     pub norm_4: RmsNorm<B>,
 }
 
-impl<B: QuantMatmul> SandwichBlock<B> {
+impl<B: Kernels> SandwichBlock<B> {
     pub fn load(
         ckpt: &Checkpoint,
         prefix: &str,

@@ -12,7 +12,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
 use crate::error::Result;
-use crate::qmatmul::{Packed, QuantMatmul, MAX_BINDING_BYTES};
+use crate::kernels::{Kernels, Packed, MAX_BINDING_BYTES};
 use crate::quant::Quantized;
 use crate::weights::Checkpoint;
 
@@ -37,7 +37,7 @@ impl<B: Backend> Embedding<B> {
     }
 }
 
-impl<B: QuantMatmul> Embedding<B> {
+impl<B: Kernels> Embedding<B> {
     pub fn load(
         ckpt: &Checkpoint,
         name: &str,

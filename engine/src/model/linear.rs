@@ -1,12 +1,12 @@
 //! A bias-free linear layer. A float checkpoint's matrix is kept dense as [in, out], so the
 //! forward pass is one matmul; a quantized one stays as codes where the backend has kernels for
-//! them (see `qmatmul`), and is dequantized once elsewhere.
+//! them (see `kernels`), and is dequantized once elsewhere.
 
 use burn::module::{Module, Param};
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::error::Result;
-use crate::qmatmul::{transposed, Packed, QWeight, QuantMatmul, MAX_BINDING_BYTES};
+use crate::kernels::{transposed, Kernels, Packed, QWeight, MAX_BINDING_BYTES};
 use crate::weights::Checkpoint;
 
 #[derive(Module, Debug)]
@@ -27,7 +27,7 @@ impl<B: Backend> Linear<B> {
     }
 }
 
-impl<B: QuantMatmul> Linear<B> {
+impl<B: Kernels> Linear<B> {
     /// Loads `name` stored as [d_out, d_in] (PyTorch's layout), in floats or quantized.
     pub fn load(
         ckpt: &Checkpoint,

@@ -6,7 +6,7 @@ use burn::tensor::{activation::silu, backend::Backend, Tensor};
 use super::linear::Linear;
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::qmatmul::QuantMatmul;
+use crate::kernels::Kernels;
 use crate::weights::Checkpoint;
 
 #[derive(Module, Debug)]
@@ -15,7 +15,7 @@ pub struct GatedMlp<B: Backend> {
     pub proj: Linear<B>,
 }
 
-impl<B: QuantMatmul> GatedMlp<B> {
+impl<B: Kernels> GatedMlp<B> {
     pub fn load(
         ckpt: &Checkpoint,
         prefix: &str,

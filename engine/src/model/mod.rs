@@ -23,7 +23,7 @@ use burn::tensor::{backend::Backend, Tensor};
 use crate::cache::{KvMemory, Slot};
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::qmatmul::QuantMatmul;
+use crate::kernels::Kernels;
 use crate::weights::Checkpoint;
 
 #[derive(Module, Debug)]
@@ -43,7 +43,7 @@ pub struct RecurrentModel<B: Backend> {
     pub config: ModelConfig,
 }
 
-impl<B: QuantMatmul> RecurrentModel<B> {
+impl<B: Kernels> RecurrentModel<B> {
     /// Builds the model from a Hugging Face layout checkpoint. `lm_head.weight` is ignored when the
     /// head is tied (the published Huginn-0125 shards store it a second time).
     pub fn load(config: &ModelConfig, ckpt: &Checkpoint, device: &B::Device) -> Result<Self> {
@@ -150,7 +150,7 @@ impl<B: QuantMatmul> RecurrentModel<B> {
     }
 }
 
-fn run_block<B: QuantMatmul>(
+fn run_block<B: Kernels>(
     block: &SandwichBlock<B>,
     x: Tensor<B, 3>,
     rope: &Rope<B>,

@@ -4,6 +4,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
 use crate::error::Result;
+use crate::kernels::Kernels;
 use crate::weights::Checkpoint;
 
 #[derive(Module, Debug)]
@@ -12,7 +13,7 @@ pub struct RmsNorm<B: Backend> {
     pub eps: f64,
 }
 
-impl<B: Backend> RmsNorm<B> {
+impl<B: Kernels> RmsNorm<B> {
     pub fn load(
         ckpt: &Checkpoint,
         name: &str,
@@ -28,11 +29,11 @@ impl<B: Backend> RmsNorm<B> {
         })
     }
 
+    /// Normalizes over the last dimension.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let mean_square = x.clone().powi_scalar(2).mean_dim(D - 1);
-        let inv = (mean_square + self.eps).sqrt().recip();
-        let mut shape = [1usize; D];
-        shape[D - 1] = self.weight.dims()[0];
-        x * inv * self.weight.val().reshape(shape)
+        let dims = x.dims();
+        let dim = dims[D - 1];
+        let rows = x.shape().num_elements() / dim;
+        B::rms_norm(x.reshape([rows, dim]), self.weight.val(), self.eps).reshape(dims)
     }
 }

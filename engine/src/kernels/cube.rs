@@ -1,5 +1,5 @@
-//! `QuantMatmul` on burn's CubeCL backends (`burn::backend::Wgpu`): codes uploaded as u32
-//! words, products by the kernels in `kernels`.
+//! `Kernels` on burn's CubeCL backends (`burn::backend::Wgpu`): codes uploaded as u32
+//! words, products by the kernels in `qmatmul`; RMSNorm by the kernel in `norm`.
 
 use burn::tensor::{DType, Shape, Tensor, TensorData, TensorPrimitive};
 use burn_cubecl::kernel::into_contiguous;
@@ -8,7 +8,7 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use cubecl::prelude::{CubeCount, CubeDim};
 
-use super::{kernels, packable, Chunk, QWeight, QuantMatmul};
+use super::{norm, packable, qmatmul, Chunk, Kernels, QWeight};
 use crate::quant::{Format, Quantized, GROUP};
 
 /// Up to this many rows a product is a matrix-vector one (decoding).
@@ -18,7 +18,7 @@ const NARROW_MAX_GROUPS: u32 = 16;
 /// WebGPU's limit on workgroups along one grid dimension.
 const MAX_GRID: u32 = 65535;
 
-impl<R, F, I, BT> QuantMatmul for CubeBackend<R, F, I, BT>
+impl<R, F, I, BT> Kernels for CubeBackend<R, F, I, BT>
 where
     R: CubeRuntime,
     F: FloatElement,
@@ -97,15 +97,15 @@ where
             let gemv = rows as usize <= GEMV_MAX_ROWS;
             let narrow = gemv && k / GROUP as u32 <= NARROW_MAX_GROUPS;
             let (count, dim) = if narrow {
-                let count = CubeCount::Static(cols.div_ceil(kernels::GEMV_THREADS), rows, 1);
-                (count, CubeDim::new_1d(kernels::GEMV_THREADS))
+                let count = CubeCount::Static(cols.div_ceil(qmatmul::GEMV_THREADS), rows, 1);
+                (count, CubeDim::new_1d(qmatmul::GEMV_THREADS))
             } else if gemv {
                 let across = cols.min(MAX_GRID / 2);
                 let count = CubeCount::Static(across, cols.div_ceil(across), rows);
-                (count, CubeDim::new_1d(kernels::GEMV_THREADS))
+                (count, CubeDim::new_1d(qmatmul::GEMV_THREADS))
             } else {
                 let count =
-                    CubeCount::Static(cols.div_ceil(kernels::TN), rows.div_ceil(kernels::TM), 1);
+                    CubeCount::Static(cols.div_ceil(qmatmul::TN), rows.div_ceil(qmatmul::TM), 1);
                 (count, CubeDim::new_2d(16, 16))
             };
             let q4 = format == Format::Q4;
@@ -123,17 +123,46 @@ where
                     out.into_array_arg(),
                 );
                 if gemv {
-                    kernels::gemv::launch_unchecked::<R>(
+                    qmatmul::gemv::launch_unchecked::<R>(
                         &client, count, dim, x, codes, scales, mins, out, k, cols, stride, offset,
                         q4, narrow,
                     );
                 } else {
-                    kernels::gemm::launch_unchecked::<R>(
+                    qmatmul::gemm::launch_unchecked::<R>(
                         &client, count, dim, x, codes, scales, mins, out, rows, k, cols, stride,
                         offset, q4,
                     );
                 }
             }
+        }
+        Tensor::from_primitive(TensorPrimitive::Float(out))
+    }
+
+    fn rms_norm(x: Tensor<Self, 2>, weight: Tensor<Self, 1>, eps: f64) -> Tensor<Self, 2> {
+        let [rows, dim] = x.dims();
+        assert_eq!(weight.dims(), [dim], "one weight per column");
+        let x: CubeTensor<R> = into_contiguous(x.into_primitive().tensor());
+        let weight: CubeTensor<R> = into_contiguous(weight.into_primitive().tensor());
+        assert_eq!(x.dtype, DType::F32, "the kernels compute in f32");
+        let client = x.client.clone();
+        let out = empty_device::<R, f32>(client.clone(), x.device.clone(), Shape::new([rows, dim]));
+        let rows = rows as u32;
+        let across = rows.clamp(1, MAX_GRID);
+        let count = CubeCount::Static(across, rows.div_ceil(across), 1);
+        // SAFETY: the kernel reads and writes only rows below `rows` and columns below `dim` of
+        // contiguous [rows, dim] tensors, and weight has `dim` values (checked above).
+        unsafe {
+            norm::rms_norm::launch_unchecked::<R>(
+                &client,
+                count,
+                CubeDim::new_1d(norm::NORM_THREADS),
+                x.into_array_arg(),
+                weight.into_array_arg(),
+                out.clone().into_array_arg(),
+                rows,
+                dim as u32,
+                eps as f32,
+            );
         }
         Tensor::from_primitive(TensorPrimitive::Float(out))
     }

@@ -1,14 +1,20 @@
-//! Products with quantized weights: where a backend has kernels for them (burn's CubeCL
-//! backends, i.e. wgpu: Vulkan, Metal, WebGPU), the codes stay on the device and are
-//! dequantized inside the kernel; elsewhere (the CPU) the matrix is dequantized once.
+//! The model's operations that a backend may run as its own GPU kernels, written in CubeCL for
+//! burn's CubeCL backends (wgpu: Vulkan, Metal, WebGPU), with burn's tensor operations as the
+//! default everywhere else (the CPU, training's autodiff, fusion):
+//! - products with quantized weights: on the GPU the codes stay on the device and are
+//!   dequantized inside the kernel; elsewhere the matrix is dequantized once;
+//! - RMSNorm: one dispatch instead of the seven its tensor operations take, which matters
+//!   because decoding a small model costs dispatches, not arithmetic.
 //!
-//! `QuantMatmul` extends burn's `Backend` the way burn's own custom-kernel examples do, so that
+//! `Kernels` extends burn's `Backend` the way burn's own custom-kernel examples do, so that
 //! a model generic over the backend picks the right path at compile time.
 
 #[cfg(feature = "wgpu")]
 mod cube;
 #[cfg(feature = "wgpu")]
-pub mod kernels;
+pub mod norm;
+#[cfg(feature = "wgpu")]
+pub mod qmatmul;
 
 use burn::module::{
     AutodiffModule, Content, Devices, EmptyRecord, Module, ModuleDisplay, ModuleDisplayDefault,
@@ -74,7 +80,7 @@ pub fn transposed<B: Backend>(
     Tensor::from_data(TensorData::new(t, [d_in, out]), device)
 }
 
-pub trait QuantMatmul: Backend {
+pub trait Kernels: Backend {
     /// Whether `upload` keeps `w` as codes on the device (otherwise it dequantizes).
     fn packs(w: &Quantized) -> bool {
         let _ = w;
@@ -97,6 +103,13 @@ pub trait QuantMatmul: Backend {
             }
         }
     }
+
+    /// RMSNorm of each row of x [rows, dim]: x / sqrt(mean(x^2) + eps) * weight.
+    fn rms_norm(x: Tensor<Self, 2>, weight: Tensor<Self, 1>, eps: f64) -> Tensor<Self, 2> {
+        let mean_square = x.clone().powi_scalar(2).mean_dim(1);
+        let inv = (mean_square + eps).sqrt().recip();
+        x * inv * weight.unsqueeze()
+    }
 }
 
 /// Whether the kernels can read `w` as stored: whole groups of 32 along each row.
@@ -105,7 +118,7 @@ pub fn packable(w: &Quantized) -> bool {
 }
 
 #[cfg(feature = "ndarray")]
-impl<E, I, Q> QuantMatmul for burn::backend::NdArray<E, I, Q>
+impl<E, I, Q> Kernels for burn::backend::NdArray<E, I, Q>
 where
     E: burn::backend::ndarray::FloatNdArrayElement,
     I: burn::backend::ndarray::IntNdArrayElement,
@@ -117,7 +130,7 @@ where
 
 /// The fused wgpu backend multiplies dense matrices.
 #[cfg(feature = "fusion")]
-impl<B: burn_fusion::FusionBackend> QuantMatmul for burn_fusion::Fusion<B> {}
+impl<B: burn_fusion::FusionBackend> Kernels for burn_fusion::Fusion<B> {}
 
 /// A packed matrix as a field of a burn module. It holds no parameters (packed matrices are
 /// never trained), so the modules around it still derive `Module`; under autodiff it is empty.
@@ -173,7 +186,7 @@ impl<B: Backend> ModuleDisplay for Packed<B> {}
 
 /// Training (autodiff) multiplies dense matrices.
 #[cfg(feature = "autodiff")]
-impl<B: QuantMatmul, C: burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy>
-    QuantMatmul for burn::backend::Autodiff<B, C>
+impl<B: Kernels, C: burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy> Kernels
+    for burn::backend::Autodiff<B, C>
 {
 }
