@@ -13,6 +13,7 @@ use web_sys::HtmlInputElement;
 
 use crate::backend::{webgpu_adapter, BackendKind};
 use crate::controls::ThinkingControls;
+use crate::examples::EXAMPLES;
 use crate::export::download_json;
 use crate::generation::Generation;
 use crate::loader::{content_hash, fetch_folder, forget, read_picked, Progress};
@@ -28,18 +29,6 @@ use crate::views::{
 
 /// The model the page opens with (copied into the site by Trunk).
 pub const DEFAULT_MODEL: &str = "models/loopscope-tiny-q8";
-
-const EXAMPLES: [(&str, &str); 3] = [
-    ("easy sentence", "The old dog sleeps by the warm fire."),
-    (
-        "arithmetic",
-        "Tom had 47 marbles and won 38 more, so now he has",
-    ),
-    (
-        "variable chain",
-        "a is 7. b is a plus 5. c is b minus 3. So c is",
-    ),
-];
 
 /// The source a model picked from local files is known by.
 const LOCAL_FILES: &str = "local files";
@@ -449,10 +438,11 @@ fn PromptBox() -> impl IntoView {
             <div class="row">
                 {EXAMPLES
                     .iter()
-                    .map(|(label, text)| {
+                    .map(|example| {
+                        let prompt = example.prompt;
                         view! {
-                            <button class="example" data-testid="example" on:click=move |_| page.prompt.set(text.to_string())>
-                                {*label}
+                            <button class="example" data-testid="example" on:click=move |_| page.prompt.set(prompt.to_string())>
+                                {example.label}
                             </button>
                         }
                     })

@@ -4,6 +4,7 @@
 mod app;
 mod backend;
 mod controls;
+mod examples;
 mod export;
 mod generation;
 mod loader;

@@ -53,7 +53,8 @@ pub struct Controls {
 }
 
 impl Controls {
-    fn new() -> Self {
+    /// The controls as the page opens.
+    pub fn new() -> Self {
         Self {
             iterations: RwSignal::new(16),
             exit: RwSignal::new("kl".into()),
