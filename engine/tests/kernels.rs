@@ -1,12 +1,14 @@
 //! The engine's kernels on a real wgpu device (Mesa's lavapipe where there is no GPU): the
 //! quantized products against the dequantized matrix multiplied on the host in f64, RMSNorm
-//! against the host's f64.
+//! and decoding attention against the host's f64.
 #![cfg(feature = "wgpu")]
 
 use burn::backend::wgpu::{Wgpu, WgpuDevice};
 use burn::backend::NdArray;
 use burn::tensor::{Tensor, TensorData};
+use loopscope_engine::kernels::attention::MAX_KEYS;
 use loopscope_engine::kernels::{Kernels, QWeight, MAX_BINDING_BYTES};
+use loopscope_engine::model::{Kv, Rope};
 use loopscope_engine::quant::{Format, Quantized};
 use proptest::prelude::*;
 use rand::{RngExt, SeedableRng};
@@ -156,6 +158,151 @@ fn rms_norm_matches_the_host() {
         let error = relative_error(&cpu, &want);
         assert!(error < 2e-4, "cpu {rows}x{dim}: relative error {error:e}");
     }
+}
+
+/// One new position's attention on the host in f64: the bias, RoPE (rows `cos`/`sin` of its
+/// position), softmax(q k^T / sqrt(d)) v over the cache then itself. Returns y [b, h d] and the
+/// new keys and values [b, h, d].
+#[allow(clippy::too_many_arguments)]
+fn attention_reference(
+    qkv: &[f32],
+    bias: Option<&[f32]>,
+    cos: &[f32],
+    sin: &[f32],
+    past_k: &[f32],
+    past_v: &[f32],
+    (b, h, d, t0): (usize, usize, usize, usize),
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let e = h * d;
+    let (mut y, mut keys, mut values) = (vec![0.0; b * e], vec![0.0; b * e], vec![0.0; b * e]);
+    for s in 0..b {
+        for head in 0..h {
+            let part = |which: usize| -> Vec<f64> {
+                (0..d)
+                    .map(|c| {
+                        let bias = bias.map_or(0.0, |bias| bias[which * e + head * d + c]);
+                        (qkv[s * 3 * e + which * e + head * d + c] + bias) as f64
+                    })
+                    .collect()
+            };
+            let rotate = |x: Vec<f64>| -> Vec<f64> {
+                (0..d)
+                    .map(|c| {
+                        let partner = if c % 2 == 0 { -x[c + 1] } else { x[c - 1] };
+                        x[c] * cos[c] as f64 + partner * sin[c] as f64
+                    })
+                    .collect()
+            };
+            let (q, k) = (rotate(part(0)), rotate(part(1)));
+            let v: Vec<f64> = (0..d)
+                .map(|c| qkv[s * 3 * e + 2 * e + head * d + c] as f64)
+                .collect();
+            let cached =
+                |cache: &[f32], j: usize, c: usize| cache[((s * h + head) * t0 + j) * d + c] as f64;
+            let key = |j: usize, c: usize| if j < t0 { cached(past_k, j, c) } else { k[c] };
+            let value = |j: usize, c: usize| if j < t0 { cached(past_v, j, c) } else { v[c] };
+            let scores: Vec<f64> = (0..=t0)
+                .map(|j| (0..d).map(|c| q[c] * key(j, c)).sum::<f64>() / (d as f64).sqrt())
+                .collect();
+            let top = scores.iter().cloned().fold(f64::MIN, f64::max);
+            let weights: Vec<f64> = scores.iter().map(|x| (x - top).exp()).collect();
+            let total: f64 = weights.iter().sum();
+            for c in 0..d {
+                let at = s * e + head * d + c;
+                y[at] = ((0..=t0).map(|j| weights[j] * value(j, c)).sum::<f64>() / total) as f32;
+                keys[at] = k[c] as f32;
+                values[at] = v[c] as f32;
+            }
+        }
+    }
+    (y, keys, values)
+}
+
+fn check_attention(
+    b: usize,
+    h: usize,
+    d: usize,
+    t0: usize,
+    position: usize,
+    bias: bool,
+    seed: u64,
+) {
+    let device = WgpuDevice::default();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let e = h * d;
+    let qkv = random(b * 3 * e, &mut rng);
+    let bias_values = random(2 * e, &mut rng);
+    let past_k = random(b * e * t0, &mut rng);
+    let past_v = random(b * e * t0, &mut rng);
+    let rope = Rope::<Wgpu>::new(d, position + 1, 10000.0, &device);
+    let row = |t: &Tensor<Wgpu, 2>| {
+        let all = t.clone().into_data().to_vec::<f32>().unwrap();
+        all[position * d..(position + 1) * d].to_vec()
+    };
+    let (cos, sin) = (row(rope.tables().0), row(rope.tables().1));
+    let tensor = |values: &[f32], shape: [usize; 4]| {
+        Tensor::<Wgpu, 4>::from_data(TensorData::new(values.to_vec(), shape), &device)
+    };
+    let past = Kv {
+        k: tensor(&past_k, [b, h, t0, d]),
+        v: tensor(&past_v, [b, h, t0, d]),
+    };
+    let (y, kv) = <Wgpu as Kernels>::decode_attention(
+        &Tensor::from_data(TensorData::new(qkv.clone(), [b, 1, 3 * e]), &device),
+        bias.then(|| tensor(&bias_values, [2, 1, h, d])),
+        rope.tables(),
+        position,
+        (t0 > 0).then_some(&past),
+        h,
+    )
+    .expect("the kernel takes this shape");
+    let (want_y, want_k, want_v) = attention_reference(
+        &qkv,
+        bias.then_some(&bias_values[..]),
+        &cos,
+        &sin,
+        &past_k,
+        &past_v,
+        (b, h, d, t0),
+    );
+    assert_eq!(y.dims(), [b, 1, e]);
+    assert_eq!(kv.k.dims(), [b, h, 1, d]);
+    let read = |t: Tensor<Wgpu, 4>| t.into_data().to_vec::<f32>().unwrap();
+    let shape = format!("b {b} h {h} d {d} t0 {t0} at {position} bias {bias}");
+    for (name, got, want) in [
+        ("y", y.into_data().to_vec::<f32>().unwrap(), want_y),
+        ("k", read(kv.k), want_k),
+        ("v", read(kv.v), want_v),
+    ] {
+        let error = relative_error(&got, &want);
+        assert!(error < 1e-5, "{shape}: {name} relative error {error:e}");
+    }
+}
+
+#[test]
+fn decoding_attention_matches_the_host() {
+    // No cache yet, the model's heads, several sequences, a head wider than the workgroup, more
+    // keys than threads, Huginn-0125's head width, and no bias.
+    check_attention(1, 4, 32, 0, 0, true, 1);
+    check_attention(1, 4, 32, 9, 9, true, 2);
+    check_attention(3, 2, 8, 70, 130, true, 3);
+    check_attention(2, 3, 96, 200, 250, true, 4);
+    check_attention(1, 2, 130, 5, 7, false, 5);
+}
+
+#[test]
+fn caches_beyond_the_kernels_workgroup_memory_fall_back_to_tensor_operations() {
+    let device = WgpuDevice::default();
+    let (h, d, t0) = (1, 2, MAX_KEYS as usize);
+    let zeros = |t| Tensor::<Wgpu, 4>::zeros([1, h, t, d], &device);
+    let past = Kv {
+        k: zeros(t0),
+        v: zeros(t0),
+    };
+    let rope = Rope::<Wgpu>::new(d, t0 + 1, 10000.0, &device);
+    let qkv = Tensor::zeros([1, 1, 3 * h * d], &device);
+    let result = <Wgpu as Kernels>::decode_attention(&qkv, None, rope.tables(), t0, Some(&past), h);
+    assert!(result.is_none());
 }
 
 proptest! {

@@ -1,5 +1,6 @@
 //! `Kernels` on burn's CubeCL backends (`burn::backend::Wgpu`): codes uploaded as u32
-//! words, products by the kernels in `qmatmul`; RMSNorm by the kernel in `norm`.
+//! words, products by the kernels in `qmatmul`; RMSNorm and decoding attention by those in
+//! `norm` and `attention`.
 
 use burn::tensor::{DType, Shape, Tensor, TensorData, TensorPrimitive};
 use burn_cubecl::kernel::into_contiguous;
@@ -8,7 +9,8 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use cubecl::prelude::{CubeCount, CubeDim};
 
-use super::{norm, packable, qmatmul, Chunk, Kernels, QWeight};
+use super::{attention, norm, packable, qmatmul, Chunk, Kernels, QWeight};
+use crate::model::Kv;
 use crate::quant::{Format, Quantized, GROUP};
 
 /// Up to this many rows a product is a matrix-vector one (decoding).
@@ -165,5 +167,84 @@ where
             );
         }
         Tensor::from_primitive(TensorPrimitive::Float(out))
+    }
+
+    fn decode_attention(
+        qkv: &Tensor<Self, 3>,
+        qk_bias: Option<Tensor<Self, 4>>,
+        rope: (&Tensor<Self, 2>, &Tensor<Self, 2>),
+        position: usize,
+        past: Option<&Kv<Self>>,
+        heads: usize,
+    ) -> Option<(Tensor<Self, 3>, Kv<Self>)> {
+        let [b, _, three_e] = qkv.dims();
+        let e = three_e / 3;
+        let d = e / heads;
+        let t0 = past.map_or(0, Kv::len);
+        let fits = d <= attention::MAX_HEAD_DIM as usize
+            && t0 < attention::MAX_KEYS as usize
+            && b as u32 <= MAX_GRID
+            && position < rope.0.dims()[0];
+        if !fits {
+            return None;
+        }
+        let float =
+            |t: Tensor<Self, 3>| -> CubeTensor<R> { into_contiguous(t.into_primitive().tensor()) };
+        let table = |t: &Tensor<Self, 2>| -> CubeTensor<R> {
+            into_contiguous(t.clone().into_primitive().tensor())
+        };
+        let cache = |t: &Tensor<Self, 4>| -> CubeTensor<R> {
+            into_contiguous(t.clone().into_primitive().tensor())
+        };
+        let qkv = float(qkv.clone());
+        assert_eq!(qkv.dtype, DType::F32, "the kernels compute in f32");
+        let client = qkv.client.clone();
+        let device = qkv.device.clone();
+        let has_bias = qk_bias.is_some();
+        // Absent inputs are never read (comptime `has_bias`, t0 = 0): any buffer will do.
+        let bias: CubeTensor<R> = match qk_bias {
+            Some(bias) => into_contiguous(bias.into_primitive().tensor()),
+            None => qkv.clone(),
+        };
+        let (past_k, past_v) = match past {
+            Some(past) => (cache(&past.k), cache(&past.v)),
+            None => (qkv.clone(), qkv.clone()),
+        };
+        let y = empty_device::<R, f32>(client.clone(), device.clone(), Shape::new([b, 1, e]));
+        let new_k =
+            empty_device::<R, f32>(client.clone(), device.clone(), Shape::new([b, heads, 1, d]));
+        let new_v = empty_device::<R, f32>(client.clone(), device, Shape::new([b, heads, 1, d]));
+        // SAFETY: every index the kernel forms stays below the lengths of contiguous tensors of
+        // the shapes checked above: qkv [b, 3e], bias [2, heads, d], tables [context, d] read at
+        // row `position` < context, the cache [b, heads, t0, d], the outputs as allocated.
+        unsafe {
+            attention::decode_attention::launch_unchecked::<R>(
+                &client,
+                CubeCount::Static(heads as u32, b as u32, 1),
+                CubeDim::new_1d(attention::ATTENTION_THREADS),
+                qkv.into_array_arg(),
+                bias.into_array_arg(),
+                table(rope.0).into_array_arg(),
+                table(rope.1).into_array_arg(),
+                past_k.into_array_arg(),
+                past_v.into_array_arg(),
+                y.clone().into_array_arg(),
+                new_k.clone().into_array_arg(),
+                new_v.clone().into_array_arg(),
+                heads as u32,
+                d as u32,
+                t0 as u32,
+                position as u32,
+                (1.0 / (d as f64).sqrt()) as f32,
+                has_bias,
+            );
+        }
+        Some((
+            Tensor::from_primitive(TensorPrimitive::Float(y)),
+            Kv {
+                k: Tensor::from_primitive(TensorPrimitive::Float(new_k)),
+                v: Tensor::from_primitive(TensorPrimitive::Float(new_v)),
+            },
+        ))
     }
 }

@@ -3,12 +3,17 @@
 //! default everywhere else (the CPU, training's autodiff, fusion):
 //! - products with quantized weights: on the GPU the codes stay on the device and are
 //!   dequantized inside the kernel; elsewhere the matrix is dequantized once;
-//! - RMSNorm: one dispatch instead of the seven its tensor operations take, which matters
-//!   because decoding a small model costs dispatches, not arithmetic.
+//! - RMSNorm: one dispatch instead of the seven its tensor operations take;
+//! - decoding attention (bias, RoPE, the cache, softmax, the weighted sum): one dispatch
+//!   instead of about thirty.
+//!
+//! Both matter because decoding a small model costs dispatches, not arithmetic.
 //!
 //! `Kernels` extends burn's `Backend` the way burn's own custom-kernel examples do, so that
 //! a model generic over the backend picks the right path at compile time.
 
+#[cfg(feature = "wgpu")]
+pub mod attention;
 #[cfg(feature = "wgpu")]
 mod cube;
 #[cfg(feature = "wgpu")]
@@ -23,6 +28,7 @@ use burn::module::{
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 
+use crate::model::Kv;
 use crate::quant::{Format, Quantized, GROUP};
 
 /// Largest storage buffer a browser binds by default (WebGPU's maxStorageBufferBindingSize):
@@ -109,6 +115,24 @@ pub trait Kernels: Backend {
         let mean_square = x.clone().powi_scalar(2).mean_dim(1);
         let inv = (mean_square + eps).sqrt().recip();
         x * inv * weight.unsqueeze()
+    }
+
+    /// Attention of one new position per sequence (decoding) in one kernel: q, k and v split
+    /// from `qkv` [b, 1, 3e] into `heads` heads, the q/k bias ([2, 1, heads, d]) added, RoPE at
+    /// `position` from the `cos`/`sin` tables [context, d], then softmax(q k^T / sqrt(d)) v over
+    /// `past` followed by the new position. Returns y [b, 1, e] and the new position's keys and
+    /// values ([b, heads, 1, d]); `None` where the backend has no kernel for it, and the caller's
+    /// tensor operations run the same math.
+    fn decode_attention(
+        qkv: &Tensor<Self, 3>,
+        qk_bias: Option<Tensor<Self, 4>>,
+        rope: (&Tensor<Self, 2>, &Tensor<Self, 2>),
+        position: usize,
+        past: Option<&Kv<Self>>,
+        heads: usize,
+    ) -> Option<(Tensor<Self, 3>, Kv<Self>)> {
+        let _ = (qkv, qk_bias, rope, position, past, heads);
+        None
     }
 }
 

@@ -91,10 +91,16 @@ impl<B: Kernels> Attention<B> {
         let h = self.n_heads;
         let d = e / h;
         let qkv = self.wqkv.forward(x);
+        let bias = || self.qk_bias.as_ref().map(|b| b.val());
+        if s == 1 {
+            if let Some((y, kv)) = B::decode_attention(&qkv, bias(), rope.tables(), start, past, h)
+            {
+                return (self.proj.forward(y), kv);
+            }
+        }
         let split = |i: usize| qkv.clone().narrow(2, i * e, e).reshape([b, s, h, d]);
         let (mut q, mut k, v) = (split(0), split(1), split(2));
-        if let Some(bias) = &self.qk_bias {
-            let bias = bias.val();
+        if let Some(bias) = bias() {
             q = q + bias.clone().narrow(0, 0, 1);
             k = k + bias.narrow(0, 1, 1);
         }

@@ -55,6 +55,11 @@ impl<B: Backend> Rope<B> {
         x * table(&self.cos) + swapped * table(&self.sin)
     }
 
+    /// The cos and sin tables, [context, head_dim]: each pair's value repeated for both elements.
+    pub fn tables(&self) -> (&Tensor<B, 2>, &Tensor<B, 2>) {
+        (&self.cos, &self.sin)
+    }
+
     pub fn context(&self) -> usize {
         self.cos.dims()[0]
     }
