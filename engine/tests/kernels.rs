@@ -127,11 +127,20 @@ fn norm_reference(x: &[f32], weight: &[f32], eps: f64) -> Vec<f32> {
         .collect()
 }
 
-fn normed<B: Kernels>(x: &[f32], weight: &[f32], eps: f64, device: &B::Device) -> Vec<f32> {
+/// RMSNorm of x (+ residual) on backend B.
+fn normed<B: Kernels>(
+    x: &[f32],
+    residual: Option<&[f32]>,
+    weight: &[f32],
+    eps: f64,
+    device: &B::Device,
+) -> Vec<f32> {
     let dim = weight.len();
-    let x = Tensor::<B, 2>::from_data(TensorData::new(x.to_vec(), [x.len() / dim, dim]), device);
+    let rows = |v: &[f32]| {
+        Tensor::<B, 2>::from_data(TensorData::new(v.to_vec(), [v.len() / dim, dim]), device)
+    };
     let weight = Tensor::<B, 1>::from_data(TensorData::new(weight.to_vec(), [dim]), device);
-    B::rms_norm(x, weight, eps)
+    B::rms_norm(rows(x), residual.map(rows), weight, eps)
         .into_data()
         .to_vec::<f32>()
         .unwrap()
@@ -140,23 +149,70 @@ fn normed<B: Kernels>(x: &[f32], weight: &[f32], eps: f64, device: &B::Device) -
 #[test]
 fn rms_norm_matches_the_host() {
     // A row shorter than the workgroup, the model's width, widths that leave threads a partial
-    // turn, Huginn-0125's width, and more rows than one grid dimension holds.
+    // turn, Huginn-0125's width, and more rows than one grid dimension holds; each alone and
+    // as the residual sum x + r.
     let shapes = [(1, 8), (3, 128), (5, 100), (2, 5280), (70_000, 4)];
     for (i, &(rows, dim)) in shapes.iter().enumerate() {
         let mut rng = ChaCha8Rng::seed_from_u64(40 + i as u64);
         let mut x = random(rows * dim, &mut rng);
         // A zero row: only eps keeps it finite.
         x[..dim].fill(0.0);
+        let r = random(rows * dim, &mut rng);
         let weight = random(dim, &mut rng);
-        let want = norm_reference(&x, &weight, 1e-6);
-        let got = normed::<Wgpu>(&x, &weight, 1e-6, &WgpuDevice::default());
-        assert!(got.iter().all(|v| v.is_finite()), "{rows}x{dim}: finite");
+        let sum: Vec<f32> = x.iter().zip(&r).map(|(a, b)| a + b).collect();
+        for (residual, input) in [(None, &x), (Some(&r[..]), &sum)] {
+            let what = format!("{rows}x{dim} residual {}", residual.is_some());
+            let want = norm_reference(input, &weight, 1e-6);
+            let got = normed::<Wgpu>(&x, residual, &weight, 1e-6, &WgpuDevice::default());
+            assert!(got.iter().all(|v| v.is_finite()), "{what}: finite");
+            let error = relative_error(&got, &want);
+            assert!(error < 1e-5, "{what}: relative error {error:e}");
+            // The default path (burn's tensor operations, here the CPU's) rounds more: 5e-5 seen.
+            let cpu = normed::<NdArray>(&x, residual, &weight, 1e-6, &Default::default());
+            let error = relative_error(&cpu, &want);
+            assert!(error < 2e-4, "cpu {what}: relative error {error:e}");
+        }
+    }
+}
+
+#[test]
+fn silu_gate_matches_the_host() {
+    // The model's MLP width, a few odd ones, and more outputs than one grid dimension holds.
+    for (seed, &(rows, i)) in [(1, 320), (3, 5), (7, 33), (40_000, 70)].iter().enumerate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(60 + seed as u64);
+        let h: Vec<f32> = random(rows * 2 * i, &mut rng)
+            .iter()
+            .map(|v| v * 8.0)
+            .collect();
+        let want: Vec<f32> = h
+            .chunks(2 * i)
+            .flat_map(|row| {
+                (0..i).map(move |c| {
+                    let gate = row[c] as f64;
+                    (gate / (1.0 + (-gate).exp()) * row[i + c] as f64) as f32
+                })
+            })
+            .collect();
+        let gated = |device| {
+            let h = Tensor::<Wgpu, 2>::from_data(TensorData::new(h.clone(), [rows, 2 * i]), device);
+            <Wgpu as Kernels>::silu_gate(h)
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap()
+        };
+        let got = gated(&WgpuDevice::default());
         let error = relative_error(&got, &want);
-        assert!(error < 1e-5, "{rows}x{dim}: relative error {error:e}");
-        // The default path (burn's tensor operations, here the CPU's) rounds more: 5e-5 seen.
-        let cpu = normed::<NdArray>(&x, &weight, 1e-6, &Default::default());
+        assert!(error < 1e-5, "{rows}x{i}: relative error {error:e}");
+        let cpu = Tensor::<NdArray, 2>::from_data(
+            TensorData::new(h.clone(), [rows, 2 * i]),
+            &Default::default(),
+        );
+        let cpu = <NdArray as Kernels>::silu_gate(cpu)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
         let error = relative_error(&cpu, &want);
-        assert!(error < 2e-4, "cpu {rows}x{dim}: relative error {error:e}");
+        assert!(error < 2e-4, "cpu {rows}x{i}: relative error {error:e}");
     }
 }
 

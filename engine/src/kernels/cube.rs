@@ -1,6 +1,6 @@
 //! `Kernels` on burn's CubeCL backends (`burn::backend::Wgpu`): codes uploaded as u32
-//! words, products by the kernels in `qmatmul`; RMSNorm and decoding attention by those in
-//! `norm` and `attention`.
+//! words, products by the kernels in `qmatmul`; RMSNorm, the MLP's gate and decoding
+//! attention by those in `norm`, `gate` and `attention`.
 
 use burn::tensor::{DType, Shape, Tensor, TensorData, TensorPrimitive};
 use burn_cubecl::kernel::into_contiguous;
@@ -9,7 +9,7 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use cubecl::prelude::{CubeCount, CubeDim};
 
-use super::{attention, norm, packable, qmatmul, Chunk, Kernels, QWeight};
+use super::{attention, gate, norm, packable, qmatmul, Chunk, Kernels, QWeight};
 use crate::model::Kv;
 use crate::quant::{Format, Quantized, GROUP};
 
@@ -140,30 +140,72 @@ where
         Tensor::from_primitive(TensorPrimitive::Float(out))
     }
 
-    fn rms_norm(x: Tensor<Self, 2>, weight: Tensor<Self, 1>, eps: f64) -> Tensor<Self, 2> {
+    fn rms_norm(
+        x: Tensor<Self, 2>,
+        residual: Option<Tensor<Self, 2>>,
+        weight: Tensor<Self, 1>,
+        eps: f64,
+    ) -> Tensor<Self, 2> {
         let [rows, dim] = x.dims();
         assert_eq!(weight.dims(), [dim], "one weight per column");
         let x: CubeTensor<R> = into_contiguous(x.into_primitive().tensor());
         let weight: CubeTensor<R> = into_contiguous(weight.into_primitive().tensor());
         assert_eq!(x.dtype, DType::F32, "the kernels compute in f32");
+        let has_residual = residual.is_some();
+        // Without a residual the kernel never reads the argument.
+        let residual: CubeTensor<R> = match residual {
+            Some(r) => {
+                assert_eq!(r.dims(), [rows, dim], "a residual of x's shape");
+                into_contiguous(r.into_primitive().tensor())
+            }
+            None => x.clone(),
+        };
         let client = x.client.clone();
         let out = empty_device::<R, f32>(client.clone(), x.device.clone(), Shape::new([rows, dim]));
         let rows = rows as u32;
         let across = rows.clamp(1, MAX_GRID);
         let count = CubeCount::Static(across, rows.div_ceil(across), 1);
         // SAFETY: the kernel reads and writes only rows below `rows` and columns below `dim` of
-        // contiguous [rows, dim] tensors, and weight has `dim` values (checked above).
+        // contiguous [rows, dim] tensors (x, the residual, out), and weight has `dim` values.
         unsafe {
             norm::rms_norm::launch_unchecked::<R>(
                 &client,
                 count,
                 CubeDim::new_1d(norm::NORM_THREADS),
                 x.into_array_arg(),
+                residual.into_array_arg(),
                 weight.into_array_arg(),
                 out.clone().into_array_arg(),
                 rows,
                 dim as u32,
                 eps as f32,
+                has_residual,
+            );
+        }
+        Tensor::from_primitive(TensorPrimitive::Float(out))
+    }
+
+    fn silu_gate(h: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        let [rows, two_i] = h.dims();
+        let i = two_i / 2;
+        let h: CubeTensor<R> = into_contiguous(h.into_primitive().tensor());
+        assert_eq!(h.dtype, DType::F32, "the kernels compute in f32");
+        let client = h.client.clone();
+        let out = empty_device::<R, f32>(client.clone(), h.device.clone(), Shape::new([rows, i]));
+        let groups = ((rows * i) as u32).div_ceil(gate::GATE_THREADS).max(1);
+        let across = groups.min(MAX_GRID);
+        let count = CubeCount::Static(across, groups.div_ceil(across), 1);
+        // SAFETY: threads past rows * i write nothing; the others read h [rows, 2i] and write
+        // out [rows, i] inside their rows (contiguous tensors of those shapes).
+        unsafe {
+            gate::silu_gate::launch_unchecked::<R>(
+                &client,
+                count,
+                CubeDim::new_1d(gate::GATE_THREADS),
+                h.into_array_arg(),
+                out.clone().into_array_arg(),
+                rows as u32,
+                i as u32,
             );
         }
         Tensor::from_primitive(TensorPrimitive::Float(out))

@@ -59,10 +59,10 @@ impl<B: Kernels> SandwichBlock<B> {
         let (attended, kv) = self
             .attn
             .forward(self.norm_1.forward(x.clone()), rope, start, past);
-        let h = self.norm_2.forward(x + attended);
+        let h = self.norm_2.forward_sum(x, attended);
         let out = self
             .norm_4
-            .forward(h.clone() + self.mlp.forward(self.norm_3.forward(h)));
+            .forward_sum(h.clone(), self.mlp.forward(self.norm_3.forward(h)));
         (out, kv)
     }
 }

@@ -1,7 +1,7 @@
 //! Gated MLP: [a, b] = fc(x) split in halves; proj(silu(a) * b).
 
 use burn::module::Module;
-use burn::tensor::{activation::silu, backend::Backend, Tensor};
+use burn::tensor::{backend::Backend, Tensor};
 
 use super::linear::Linear;
 use crate::config::ModelConfig;
@@ -31,9 +31,8 @@ impl<B: Kernels> GatedMlp<B> {
 
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let h = self.fc.forward(x);
-        let i = h.dims()[2] / 2;
-        let gate = h.clone().narrow(2, 0, i);
-        let up = h.narrow(2, i, i);
-        self.proj.forward(silu(gate) * up)
+        let [b, s, two_i] = h.dims();
+        let gated = B::silu_gate(h.reshape([b * s, two_i]));
+        self.proj.forward(gated.reshape([b, s, two_i / 2]))
     }
 }

@@ -31,9 +31,29 @@ impl<B: Kernels> RmsNorm<B> {
 
     /// Normalizes over the last dimension.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        self.run(x, None)
+    }
+
+    /// Normalizes x + residual (one kernel where the backend has it).
+    pub fn forward_sum<const D: usize>(
+        &self,
+        x: Tensor<B, D>,
+        residual: Tensor<B, D>,
+    ) -> Tensor<B, D> {
+        self.run(x, Some(residual))
+    }
+
+    fn run<const D: usize>(&self, x: Tensor<B, D>, residual: Option<Tensor<B, D>>) -> Tensor<B, D> {
         let dims = x.dims();
         let dim = dims[D - 1];
         let rows = x.shape().num_elements() / dim;
-        B::rms_norm(x.reshape([rows, dim]), self.weight.val(), self.eps).reshape(dims)
+        let residual = residual.map(|r| r.reshape([rows, dim]));
+        B::rms_norm(
+            x.reshape([rows, dim]),
+            residual,
+            self.weight.val(),
+            self.eps,
+        )
+        .reshape(dims)
     }
 }
