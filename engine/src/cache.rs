@@ -6,6 +6,10 @@
 //! reference's "latest-m4" rule, generalised to any number of core layers). The cache keeps every
 //! slot materialised for every committed position, so a read is a plain lookup.
 //!
+//! Slots live in buffers with room for more positions, and a commit writes the new rows into
+//! them: on the GPU that is two in-place copies a slot, where joining tensors copied the
+//! whole slot twice over for every token.
+//!
 //! With KV sharing (the paper's memory saving) there are only k core slots: iteration i reads and
 //! writes slot i mod k, so a position leaves in slot s its last iteration congruent to s, and the
 //! cache stops growing with the number of iterations.
@@ -13,8 +17,9 @@
 use std::collections::HashMap;
 
 use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
 
-use crate::model::Kv;
+use crate::model::{Kv, Past};
 
 /// Which application of which layer a key/value entry belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,7 +31,7 @@ pub enum Slot {
 
 /// Where the model reads earlier positions' keys and values and leaves those of the positions it runs.
 pub trait KvMemory<B: Backend> {
-    fn past(&self, slot: Slot) -> Option<Kv<B>>;
+    fn past(&self, slot: Slot) -> Option<Past<B>>;
     fn write(&mut self, slot: Slot, kv: Kv<B>);
 }
 
@@ -34,7 +39,7 @@ pub trait KvMemory<B: Backend> {
 pub struct NoMemory;
 
 impl<B: Backend> KvMemory<B> for NoMemory {
-    fn past(&self, _slot: Slot) -> Option<Kv<B>> {
+    fn past(&self, _slot: Slot) -> Option<Past<B>> {
         None
     }
     fn write(&mut self, _slot: Slot, _kv: Kv<B>) {}
@@ -48,7 +53,12 @@ pub struct LayerCounts {
     pub coda: usize,
 }
 
-/// Committed keys and values of every position processed so far.
+/// Fewest positions a cache buffer holds; it doubles when full.
+const FIRST_CAPACITY: usize = 32;
+
+/// Committed keys and values of every position processed so far, in buffers with room for more
+/// positions ([batch, heads, capacity, head_dim]), so that a commit writes the new rows in place.
+/// Capacity doubles when it runs out: at most twice the committed bytes are allocated.
 #[derive(Debug, Clone)]
 pub struct KvCache<B: Backend> {
     layers: LayerCounts,
@@ -93,27 +103,38 @@ impl<B: Backend> KvCache<B> {
         self.share.map_or(iteration, |k| iteration % k)
     }
 
-    /// Bytes of keys and values held, at 4 bytes a value.
+    /// Bytes of the committed positions' keys and values, at 4 bytes a value.
     pub fn bytes(&self) -> usize {
         let all = self
             .prelude
             .iter()
             .chain(self.core.iter().flatten())
             .chain(self.coda.iter());
-        all.map(|kv| 2 * 4 * kv.k.shape().num_elements()).sum()
+        all.map(|kv| {
+            let [b, h, _, d] = kv.k.dims();
+            2 * 4 * b * h * self.len * d
+        })
+        .sum()
     }
 
-    fn read(&self, slot: Slot) -> Option<Kv<B>> {
+    fn buffers(&self, slot: Slot) -> Option<&Kv<B>> {
         match slot {
-            Slot::Prelude(j) => self.prelude.get(j).cloned(),
+            Slot::Prelude(j) => self.prelude.get(j),
             // Past the deepest iteration, every earlier position's latest entry is the last one.
             Slot::Core { iteration, layer } => self
                 .core
                 .get(self.slot_of(iteration))
                 .or(self.core.last())
-                .map(|layers| layers[layer].clone()),
-            Slot::Coda(j) => self.coda.get(j).cloned(),
+                .map(|layers| &layers[layer]),
+            Slot::Coda(j) => self.coda.get(j),
         }
+    }
+
+    fn read(&self, slot: Slot) -> Option<Past<B>> {
+        self.buffers(slot).map(|buffers| Past {
+            buffers: buffers.clone(),
+            len: self.len,
+        })
     }
 
     /// Starts processing new positions: reads see the committed cache, writes are held aside.
@@ -135,10 +156,6 @@ impl<B: Backend> KvCache<B> {
                 .remove(&slot)
                 .expect("every layer application leaves its keys and values")
         };
-        let join = |old: Option<Kv<B>>, new: Kv<B>| match old {
-            Some(old) => old.append(&new),
-            None => new,
-        };
         let own: Vec<Vec<Kv<B>>> = (0..iterations)
             .map(|iteration| {
                 (0..self.layers.core)
@@ -146,40 +163,65 @@ impl<B: Backend> KvCache<B> {
                     .collect()
             })
             .collect();
-        let new_positions = own[0][0].len();
+        let prelude: Vec<Kv<B>> = (0..self.layers.prelude)
+            .map(|j| take(Slot::Prelude(j)))
+            .collect();
+        let coda: Vec<Kv<B>> = (0..self.layers.coda).map(|j| take(Slot::Coda(j))).collect();
+
+        let (start, end) = (self.len, self.len + own[0][0].len());
         let mut depth = self.core.len().max(iterations);
         if let Some(k) = self.share {
             depth = depth.min(k);
         }
-        let core = (0..depth)
+        // A new slot starts as a copy of the deepest one (burn copies it on the first write).
+        while self.core.len() < depth && !self.core.is_empty() {
+            let deepest = self.core[self.core.len() - 1].clone();
+            self.core.push(deepest);
+        }
+        let capacity = |buffers: Option<&Kv<B>>| buffers.map_or(0, Kv::len);
+        let grown = |buffers: Option<Kv<B>>, rows: &Kv<B>| -> Kv<B> {
+            if capacity(buffers.as_ref()) >= end {
+                return buffers.expect("a buffer with room");
+            }
+            let [b, h, _, d] = rows.k.dims();
+            let room = end.max(2 * capacity(buffers.as_ref())).max(FIRST_CAPACITY);
+            let zeros = || Tensor::zeros([b, h, room, d], &rows.k.device());
+            let empty = Kv {
+                k: zeros(),
+                v: zeros(),
+            };
+            match buffers {
+                Some(old) => empty.write(0, &old.narrow(0, start)),
+                None => empty,
+            }
+        };
+        let append = |buffers: Option<Kv<B>>, rows: &Kv<B>| grown(buffers, rows).write(start, rows);
+
+        let mut old_core = std::mem::take(&mut self.core).into_iter();
+        self.core = (0..depth)
             .map(|slot| {
                 let last = (0..iterations)
                     .rev()
                     .find(|&i| self.slot_of(i) == slot)
                     .unwrap_or(iterations - 1);
-                (0..self.layers.core)
-                    .map(|layer| {
-                        join(
-                            self.read(Slot::Core {
-                                iteration: slot,
-                                layer,
-                            }),
-                            own[last][layer].clone(),
-                        )
-                    })
+                let mut old = old_core.next().map(Vec::into_iter);
+                own[last]
+                    .iter()
+                    .map(|rows| append(old.as_mut().and_then(Iterator::next), rows))
                     .collect()
             })
             .collect();
-        let prelude = (0..self.layers.prelude)
-            .map(|j| join(self.read(Slot::Prelude(j)), take(Slot::Prelude(j))))
+        let mut old_prelude = std::mem::take(&mut self.prelude).into_iter();
+        self.prelude = prelude
+            .iter()
+            .map(|rows| append(old_prelude.next(), rows))
             .collect();
-        let coda = (0..self.layers.coda)
-            .map(|j| join(self.read(Slot::Coda(j)), take(Slot::Coda(j))))
+        let mut old_coda = std::mem::take(&mut self.coda).into_iter();
+        self.coda = coda
+            .iter()
+            .map(|rows| append(old_coda.next(), rows))
             .collect();
-        self.prelude = prelude;
-        self.core = core;
-        self.coda = coda;
-        self.len += new_positions;
+        self.len = end;
     }
 }
 
@@ -198,7 +240,7 @@ impl<B: Backend> Pending<'_, B> {
 }
 
 impl<B: Backend> KvMemory<B> for Pending<'_, B> {
-    fn past(&self, slot: Slot) -> Option<Kv<B>> {
+    fn past(&self, slot: Slot) -> Option<Past<B>> {
         self.cache.read(slot)
     }
     /// A later write to the same slot replaces the earlier one: the coda runs once per recorded
@@ -248,7 +290,10 @@ mod tests {
     }
 
     fn keys(cache: &KvCache<B>, iteration: usize, layer: usize) -> Vec<f32> {
-        let kv = cache.read(Slot::Core { iteration, layer }).unwrap();
+        let kv = cache
+            .read(Slot::Core { iteration, layer })
+            .unwrap()
+            .filled();
         kv.k.into_data()
             .to_vec::<f32>()
             .unwrap()
@@ -282,7 +327,8 @@ mod tests {
                 iteration: 5,
                 layer: 1,
             })
-            .unwrap();
+            .unwrap()
+            .filled();
         assert_eq!(past.k.into_data().to_vec::<f32>().unwrap(), vec![1.0, 1.0]);
         assert!(pending.past(Slot::Prelude(0)).is_some());
         // The prelude's and the coda's entries and the core's layers at one iteration, each
@@ -318,5 +364,32 @@ mod tests {
             full.bytes(),
             "2 + 3 * 2 entries a position against 2 + 7 * 2"
         );
+    }
+
+    #[test]
+    fn buffers_grow_past_their_first_capacity_and_keep_every_position() {
+        let mut cache = KvCache::new(LAYERS, None);
+        let depth = |pos: usize| 1 + pos % 3;
+        for pos in 0..3 * FIRST_CAPACITY + 5 {
+            commit(&mut cache, pos, depth(pos));
+        }
+        // Slot 2 holds iteration 2 where a position went that deep, its last iteration elsewhere.
+        let want: Vec<f32> = (0..cache.len())
+            .map(|pos| (100 * pos + 10 * (depth(pos) - 1).min(2) + 1) as f32)
+            .collect();
+        assert_eq!(keys(&cache, 2, 1), want);
+        assert_eq!(cache.bytes(), cache.len() * (2 + 2 * 3) * 2 * 4 * 2);
+    }
+
+    #[test]
+    fn a_copy_of_the_cache_keeps_its_positions_while_the_original_grows() {
+        let mut cache = KvCache::new(LAYERS, None);
+        commit(&mut cache, 0, 2);
+        let copy = cache.clone();
+        commit(&mut cache, 1, 3);
+        assert_eq!(keys(&copy, 0, 0), vec![0.0]);
+        assert_eq!(keys(&copy, 2, 0), vec![10.0]);
+        assert_eq!(keys(&cache, 2, 0), vec![10.0, 120.0]);
+        assert_eq!(keys(&cache, 0, 0), vec![0.0, 100.0]);
     }
 }

@@ -8,7 +8,7 @@ use burn::backend::NdArray;
 use burn::tensor::{Tensor, TensorData};
 use loopscope_engine::kernels::attention::MAX_KEYS;
 use loopscope_engine::kernels::{Kernels, QWeight, MAX_BINDING_BYTES};
-use loopscope_engine::model::{Kv, Rope};
+use loopscope_engine::model::{Kv, Past, Rope};
 use loopscope_engine::quant::{Format, Quantized};
 use proptest::prelude::*;
 use rand::{RngExt, SeedableRng};
@@ -227,7 +227,7 @@ fn attention_reference(
     sin: &[f32],
     past_k: &[f32],
     past_v: &[f32],
-    (b, h, d, t0): (usize, usize, usize, usize),
+    (b, h, d, t0, capacity): (usize, usize, usize, usize, usize),
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let e = h * d;
     let (mut y, mut keys, mut values) = (vec![0.0; b * e], vec![0.0; b * e], vec![0.0; b * e]);
@@ -253,8 +253,9 @@ fn attention_reference(
             let v: Vec<f64> = (0..d)
                 .map(|c| qkv[s * 3 * e + 2 * e + head * d + c] as f64)
                 .collect();
-            let cached =
-                |cache: &[f32], j: usize, c: usize| cache[((s * h + head) * t0 + j) * d + c] as f64;
+            let cached = |cache: &[f32], j: usize, c: usize| {
+                cache[((s * h + head) * capacity + j) * d + c] as f64
+            };
             let key = |j: usize, c: usize| if j < t0 { cached(past_k, j, c) } else { k[c] };
             let value = |j: usize, c: usize| if j < t0 { cached(past_v, j, c) } else { v[c] };
             let scores: Vec<f64> = (0..=t0)
@@ -274,22 +275,27 @@ fn attention_reference(
     (y, keys, values)
 }
 
+/// `t0` cached positions in buffers with room for `spare` more, holding values the kernel must
+/// not read.
+#[allow(clippy::too_many_arguments)]
 fn check_attention(
     b: usize,
     h: usize,
     d: usize,
     t0: usize,
+    spare: usize,
     position: usize,
     bias: bool,
     seed: u64,
 ) {
+    let capacity = t0 + spare;
     let device = WgpuDevice::default();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let e = h * d;
     let qkv = random(b * 3 * e, &mut rng);
     let bias_values = random(2 * e, &mut rng);
-    let past_k = random(b * e * t0, &mut rng);
-    let past_v = random(b * e * t0, &mut rng);
+    let past_k = random(b * e * capacity, &mut rng);
+    let past_v = random(b * e * capacity, &mut rng);
     let rope = Rope::<Wgpu>::new(d, position + 1, 10000.0, &device);
     let row = |t: &Tensor<Wgpu, 2>| {
         let all = t.clone().into_data().to_vec::<f32>().unwrap();
@@ -299,9 +305,12 @@ fn check_attention(
     let tensor = |values: &[f32], shape: [usize; 4]| {
         Tensor::<Wgpu, 4>::from_data(TensorData::new(values.to_vec(), shape), &device)
     };
-    let past = Kv {
-        k: tensor(&past_k, [b, h, t0, d]),
-        v: tensor(&past_v, [b, h, t0, d]),
+    let past = Past {
+        buffers: Kv {
+            k: tensor(&past_k, [b, h, capacity, d]),
+            v: tensor(&past_v, [b, h, capacity, d]),
+        },
+        len: t0,
     };
     let (y, kv) = <Wgpu as Kernels>::decode_attention(
         &Tensor::from_data(TensorData::new(qkv.clone(), [b, 1, 3 * e]), &device),
@@ -319,12 +328,12 @@ fn check_attention(
         &sin,
         &past_k,
         &past_v,
-        (b, h, d, t0),
+        (b, h, d, t0, capacity),
     );
     assert_eq!(y.dims(), [b, 1, e]);
     assert_eq!(kv.k.dims(), [b, h, 1, d]);
     let read = |t: Tensor<Wgpu, 4>| t.into_data().to_vec::<f32>().unwrap();
-    let shape = format!("b {b} h {h} d {d} t0 {t0} at {position} bias {bias}");
+    let shape = format!("b {b} h {h} d {d} t0 {t0} of {capacity} at {position} bias {bias}");
     for (name, got, want) in [
         ("y", y.into_data().to_vec::<f32>().unwrap(), want_y),
         ("k", read(kv.k), want_k),
@@ -338,12 +347,13 @@ fn check_attention(
 #[test]
 fn decoding_attention_matches_the_host() {
     // No cache yet, the model's heads, several sequences, a head wider than the workgroup, more
-    // keys than threads, Huginn-0125's head width, and no bias.
-    check_attention(1, 4, 32, 0, 0, true, 1);
-    check_attention(1, 4, 32, 9, 9, true, 2);
-    check_attention(3, 2, 8, 70, 130, true, 3);
-    check_attention(2, 3, 96, 200, 250, true, 4);
-    check_attention(1, 2, 130, 5, 7, false, 5);
+    // keys than threads, Huginn-0125's head width, and no bias; buffers full and with room.
+    check_attention(1, 4, 32, 0, 0, 0, true, 1);
+    check_attention(1, 4, 32, 9, 0, 9, true, 2);
+    check_attention(1, 4, 32, 9, 23, 9, true, 6);
+    check_attention(3, 2, 8, 70, 58, 130, true, 3);
+    check_attention(2, 3, 96, 200, 56, 250, true, 4);
+    check_attention(1, 2, 130, 5, 0, 7, false, 5);
 }
 
 #[test]
@@ -351,9 +361,12 @@ fn caches_beyond_the_kernels_workgroup_memory_fall_back_to_tensor_operations() {
     let device = WgpuDevice::default();
     let (h, d, t0) = (1, 2, MAX_KEYS as usize);
     let zeros = |t| Tensor::<Wgpu, 4>::zeros([1, h, t, d], &device);
-    let past = Kv {
-        k: zeros(t0),
-        v: zeros(t0),
+    let past = Past {
+        buffers: Kv {
+            k: zeros(t0),
+            v: zeros(t0),
+        },
+        len: t0,
     };
     let rope = Rope::<Wgpu>::new(d, t0 + 1, 10000.0, &device);
     let qkv = Tensor::zeros([1, 1, 3 * h * d], &device);

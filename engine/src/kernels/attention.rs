@@ -24,7 +24,8 @@ fn rotated(x: f32, partner: f32, c: u32, cos: &Array<f32>, sin: &Array<f32>, at:
 
 /// Workgroup (head, sequence). `qkv` [b, 3 h d] holds the new position's projections, `bias`
 /// [2, h, d] the q and k biases (ignored without `has_bias`), `cos`/`sin` [context, d] the RoPE
-/// tables, `past_k`/`past_v` [b, h, t0, d] the cache (ignored when t0 is 0). Writes y [b, h d]
+/// tables, `past_k`/`past_v` [b, h, capacity, d] the cache, whose rows below t0 are read (none
+/// when t0 is 0). Writes y [b, h d]
 /// and the new position's rotated key and value, [b, h, d] each.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
@@ -41,6 +42,7 @@ pub fn decode_attention(
     heads: u32,
     d: u32,
     t0: u32,
+    capacity: u32,
     position: u32,
     scale: f32,
     #[comptime] has_bias: bool,
@@ -80,7 +82,7 @@ pub fn decode_attention(
 
     // Scores, each thread its own keys j = tid, tid + 64, ...
     let t = t0 + 1;
-    let cached = (seq * heads + head) * t0 * d;
+    let cached = (seq * heads + head) * capacity * d;
     let mut scores = SharedMemory::<f32>::new(MAX_KEYS as usize);
     let mut largest = f32::new(-1.0e30);
     let mut j = tid;

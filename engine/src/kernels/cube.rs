@@ -10,7 +10,7 @@ use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElemen
 use cubecl::prelude::{CubeCount, CubeDim};
 
 use super::{attention, gate, norm, packable, qmatmul, Chunk, Kernels, QWeight};
-use crate::model::Kv;
+use crate::model::{Kv, Past};
 use crate::quant::{Format, Quantized, GROUP};
 
 /// Up to this many rows a product is a matrix-vector one (decoding).
@@ -216,13 +216,15 @@ where
         qk_bias: Option<Tensor<Self, 4>>,
         rope: (&Tensor<Self, 2>, &Tensor<Self, 2>),
         position: usize,
-        past: Option<&Kv<Self>>,
+        past: Option<&Past<Self>>,
         heads: usize,
     ) -> Option<(Tensor<Self, 3>, Kv<Self>)> {
         let [b, _, three_e] = qkv.dims();
         let e = three_e / 3;
         let d = e / heads;
-        let t0 = past.map_or(0, Kv::len);
+        let t0 = past.map_or(0, |past| past.len);
+        // The kernel reads the cache's buffers whole, rows 0..t0 of `capacity` per head.
+        let capacity = past.map_or(0, |past| past.buffers.len());
         let fits = d <= attention::MAX_HEAD_DIM as usize
             && t0 < attention::MAX_KEYS as usize
             && b as u32 <= MAX_GRID
@@ -249,7 +251,7 @@ where
             None => qkv.clone(),
         };
         let (past_k, past_v) = match past {
-            Some(past) => (cache(&past.k), cache(&past.v)),
+            Some(past) => (cache(&past.buffers.k), cache(&past.buffers.v)),
             None => (qkv.clone(), qkv.clone()),
         };
         let y = empty_device::<R, f32>(client.clone(), device.clone(), Shape::new([b, 1, e]));
@@ -258,7 +260,8 @@ where
         let new_v = empty_device::<R, f32>(client.clone(), device, Shape::new([b, heads, 1, d]));
         // SAFETY: every index the kernel forms stays below the lengths of contiguous tensors of
         // the shapes checked above: qkv [b, 3e], bias [2, heads, d], tables [context, d] read at
-        // row `position` < context, the cache [b, heads, t0, d], the outputs as allocated.
+        // row `position` < context, the cache [b, heads, capacity, d] read at rows < t0 <=
+        // capacity, the outputs as allocated.
         unsafe {
             attention::decode_attention::launch_unchecked::<R>(
                 &client,
@@ -276,6 +279,7 @@ where
                 heads as u32,
                 d as u32,
                 t0 as u32,
+                capacity as u32,
                 position as u32,
                 (1.0 / (d as f64).sqrt()) as f32,
                 has_bias,

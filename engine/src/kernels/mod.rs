@@ -32,7 +32,7 @@ use burn::module::{
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::model::Kv;
+use crate::model::{Kv, Past};
 use crate::quant::{Format, Quantized, GROUP};
 
 /// Largest storage buffer a browser binds by default (WebGPU's maxStorageBufferBindingSize):
@@ -140,7 +140,7 @@ pub trait Kernels: Backend {
     /// Attention of one new position per sequence (decoding) in one kernel: q, k and v split
     /// from `qkv` [b, 1, 3e] into `heads` heads, the q/k bias ([2, 1, heads, d]) added, RoPE at
     /// `position` from the `cos`/`sin` tables [context, d], then softmax(q k^T / sqrt(d)) v over
-    /// `past` followed by the new position. Returns y [b, 1, e] and the new position's keys and
+    /// `past`'s committed positions followed by the new position. Returns y [b, 1, e] and the new position's keys and
     /// values ([b, heads, 1, d]); `None` where the backend has no kernel for it, and the caller's
     /// tensor operations run the same math.
     fn decode_attention(
@@ -148,7 +148,7 @@ pub trait Kernels: Backend {
         qk_bias: Option<Tensor<Self, 4>>,
         rope: (&Tensor<Self, 2>, &Tensor<Self, 2>),
         position: usize,
-        past: Option<&Kv<Self>>,
+        past: Option<&Past<Self>>,
         heads: usize,
     ) -> Option<(Tensor<Self, 3>, Kv<Self>)> {
         let _ = (qkv, qk_bias, rope, position, past, heads);

@@ -41,6 +41,33 @@ impl<B: Backend> Kv<B> {
             v: Tensor::cat(vec![self.v.clone(), next.v.clone()], 2),
         }
     }
+
+    /// `rows` written over positions `at..at + rows.len()`. In place on the GPU when nothing
+    /// else holds these buffers; burn copies first otherwise.
+    pub fn write(self, at: usize, rows: &Kv<B>) -> Self {
+        let [b, h, n, d] = rows.k.dims();
+        let range = [0..b, 0..h, at..at + n, 0..d];
+        Self {
+            k: self.k.slice_assign(range.clone(), rows.k.clone()),
+            v: self.v.slice_assign(range, rows.v.clone()),
+        }
+    }
+}
+
+/// Earlier positions' keys and values as a cache holds them: the first `len` positions of
+/// buffers with room for more, so that committing a position writes a row instead of copying
+/// the whole cache.
+#[derive(Debug, Clone)]
+pub struct Past<B: Backend> {
+    pub buffers: Kv<B>,
+    pub len: usize,
+}
+
+impl<B: Backend> Past<B> {
+    /// The committed positions alone.
+    pub fn filled(&self) -> Kv<B> {
+        self.buffers.narrow(0, self.len)
+    }
 }
 
 #[derive(Module, Debug)]
@@ -85,7 +112,7 @@ impl<B: Kernels> Attention<B> {
         x: Tensor<B, 3>,
         rope: &Rope<B>,
         start: usize,
-        past: Option<&Kv<B>>,
+        past: Option<&Past<B>>,
     ) -> (Tensor<B, 3>, Kv<B>) {
         let [b, s, e] = x.dims();
         let h = self.n_heads;
@@ -110,7 +137,7 @@ impl<B: Kernels> Attention<B> {
             v: v.swap_dims(1, 2),
         };
         let all = match past {
-            Some(past) => past.append(&new),
+            Some(past) => past.filled().append(&new),
             None => new.clone(),
         };
         let t = all.len();

@@ -4,7 +4,7 @@
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
-use super::attention::{Attention, Kv};
+use super::attention::{Attention, Kv, Past};
 use super::mlp::GatedMlp;
 use super::norm::RmsNorm;
 use super::rope::Rope;
@@ -54,7 +54,7 @@ impl<B: Kernels> SandwichBlock<B> {
         x: Tensor<B, 3>,
         rope: &Rope<B>,
         start: usize,
-        past: Option<&Kv<B>>,
+        past: Option<&Past<B>>,
     ) -> (Tensor<B, 3>, Kv<B>) {
         let (attended, kv) = self
             .attn

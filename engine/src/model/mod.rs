@@ -10,7 +10,7 @@ mod mlp;
 mod norm;
 mod rope;
 
-pub use attention::Kv;
+pub use attention::{Kv, Past};
 pub use block::SandwichBlock;
 pub use embedding::Embedding;
 pub use linear::Linear;
