@@ -394,11 +394,17 @@ mod whole_model {
 
     use burn::backend::wgpu::{Wgpu, WgpuDevice};
     use burn::backend::NdArray;
+    use burn::tensor::{Tensor, TensorData};
     use loopscope_engine::folder::{load_dir, LoadedModel};
-    use loopscope_engine::kernels::Kernels;
+    use loopscope_engine::kernels::{Fused, Kernels};
+    use loopscope_engine::model::{Kv, Past};
     use loopscope_engine::quant::Format;
     use loopscope_engine::quantize::{quantize_folder, SHARD_BYTES};
     use loopscope_engine::{block_on, Record, Session, ThinkingSettings};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use super::{random, relative_error};
 
     const PROMPTS: [&str; 3] = [
         "Tom had 47 marbles and won 38 more, so now he has",
@@ -444,8 +450,14 @@ mod whole_model {
             wte.weight.is_none() && wte.packed.0.is_some() && wte.rows.is_some(),
             "the embedding stays codes: on the host for lookups, packed for the tied head"
         );
+        let blocks = || gpu.model.prelude.iter().chain(&gpu.model.core_block);
+        assert!(
+            blocks().chain(&gpu.model.coda).all(|b| b.fused.0.is_some()),
+            "every block decodes as one kernel"
+        );
         let cpu = load_dir::<NdArray>(dir, &Default::default()).unwrap();
         assert!(cpu.model.adapter.weight.is_some(), "the CPU dequantizes");
+        assert!(cpu.model.core_block.iter().all(|b| b.fused.0.is_none()));
         assert!(cpu.model.wte.weight.is_some());
         for (a, b) in logits(&gpu).iter().zip(logits(&cpu)) {
             let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
@@ -461,9 +473,71 @@ mod whole_model {
         }
     }
 
+    /// A core block decoding one position (two sequences) as one kernel and op by op (the
+    /// other kernels): with and without the q/k bias, an empty cache and one of 37 positions in
+    /// buffers of 64.
+    fn fused_block_agrees_with_op_by_op(dir: &std::path::Path) {
+        let device = WgpuDevice::default();
+        let model = load_dir::<Wgpu>(dir, &device).unwrap().model;
+        let (e, heads) = (model.config.n_embd, model.config.n_heads);
+        let d = e / heads;
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut tensor = |shape: Vec<usize>| {
+            let len = shape.iter().product();
+            Tensor::<Wgpu, 1>::from_data(TensorData::new(random(len, &mut rng), [len]), &device)
+        };
+        for with_bias in [true, false] {
+            let mut fused = model.core_block[0].clone();
+            assert_eq!(fused.attn.qk_bias.is_some(), model.config.qk_bias);
+            if !with_bias {
+                fused.attn.qk_bias = None;
+                fused.fused = Fused(Wgpu::pack_block(&fused));
+            }
+            assert!(fused.fused.0.is_some(), "the block packs");
+            let mut op_by_op = fused.clone();
+            op_by_op.fused = Fused(None);
+            for (t0, capacity) in [(0, 0), (37, 64)] {
+                let x = tensor(vec![2, 1, e]).reshape([2, 1, e]);
+                let past = (t0 > 0).then(|| Past {
+                    buffers: Kv {
+                        k: tensor(vec![2, heads, capacity, d]).reshape([2, heads, capacity, d]),
+                        v: tensor(vec![2, heads, capacity, d]).reshape([2, heads, capacity, d]),
+                    },
+                    len: t0,
+                });
+                let run = |block: &loopscope_engine::model::SandwichBlock<Wgpu>| {
+                    let (out, kv) = block.forward(x.clone(), &model.rope, t0, past.as_ref());
+                    let values = |t: Tensor<Wgpu, 4>| t.into_data().to_vec::<f32>().unwrap();
+                    (
+                        out.into_data().to_vec::<f32>().unwrap(),
+                        values(kv.k),
+                        values(kv.v),
+                    )
+                };
+                let (got, want) = (run(&fused), run(&op_by_op));
+                for (name, a, b) in [
+                    ("output", &got.0, &want.0),
+                    ("keys", &got.1, &want.1),
+                    ("values", &got.2, &want.2),
+                ] {
+                    let error = relative_error(a, b);
+                    assert!(
+                        error < 1e-4,
+                        "{name} off by {error} (bias {with_bias}, {t0} cached)"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_shipped_q8_model_runs_on_the_kernels_as_on_the_cpu() {
         kernels_agree_with_the_dequantized_model(&model_dir("loopscope-tiny-q8"));
+    }
+
+    #[test]
+    fn a_q8_block_decodes_as_one_kernel_as_op_by_op() {
+        fused_block_agrees_with_op_by_op(&model_dir("loopscope-tiny-q8"));
     }
 
     #[test]
@@ -478,5 +552,6 @@ mod whole_model {
         )
         .unwrap();
         kernels_agree_with_the_dequantized_model(out.path());
+        fused_block_agrees_with_op_by_op(out.path());
     }
 }

@@ -16,7 +16,14 @@ pub const MAX_KEYS: u32 = 2048;
 /// Value c of a RoPE-rotated head vector: pairs (2j, 2j + 1) turn by the angle of pair j at
 /// the row `at` of the tables, `x` and `partner` being elements c and c ^ 1.
 #[cube]
-fn rotated(x: f32, partner: f32, c: u32, cos: &Array<f32>, sin: &Array<f32>, at: usize) -> f32 {
+pub(super) fn rotated(
+    x: f32,
+    partner: f32,
+    c: u32,
+    cos: &Array<f32>,
+    sin: &Array<f32>,
+    at: usize,
+) -> f32 {
     // The even element of a pair takes -partner * sin, the odd one +partner * sin.
     let sign = f32::cast_from(c % 2) * 2.0f32 - 1.0f32;
     x * cos[at] + sign * partner * sin[at]

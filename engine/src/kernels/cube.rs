@@ -1,16 +1,16 @@
 //! `Kernels` on burn's CubeCL backends (`burn::backend::Wgpu`): codes uploaded as u32
 //! words, products by the kernels in `qmatmul`; RMSNorm, the MLP's gate and decoding
-//! attention by those in `norm`, `gate` and `attention`.
+//! attention by those in `norm`, `gate` and `attention`; a whole decoded block by `block`.
 
-use burn::tensor::{DType, Shape, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{DType, Int, Shape, Tensor, TensorData, TensorPrimitive};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use cubecl::prelude::{CubeCount, CubeDim};
 
-use super::{attention, gate, norm, packable, qmatmul, Chunk, Kernels, QWeight};
-use crate::model::{Kv, Past};
+use super::{attention, block, gate, norm, packable, qmatmul, BlockPack, Chunk, Kernels, QWeight};
+use crate::model::{Kv, Linear, Past, SandwichBlock};
 use crate::quant::{Format, Quantized, GROUP};
 
 /// Up to this many rows a product is a matrix-vector one (decoding).
@@ -290,6 +290,134 @@ where
             Kv {
                 k: Tensor::from_primitive(TensorPrimitive::Float(new_k)),
                 v: Tensor::from_primitive(TensorPrimitive::Float(new_v)),
+            },
+        ))
+    }
+
+    fn pack_block(b: &SandwichBlock<Self>) -> Option<BlockPack<Self>> {
+        // Each matrix whole in one buffer, all in one format.
+        let packed = |linear: &Linear<Self>| match &linear.packed.0 {
+            Some(QWeight::Packed { format, chunks, .. }) if chunks.len() == 1 => {
+                Some((*format, chunks[0].clone()))
+            }
+            _ => None,
+        };
+        let (wqkv, proj) = (packed(&b.attn.wqkv)?, packed(&b.attn.proj)?);
+        let (fc, down) = (packed(&b.mlp.fc)?, packed(&b.mlp.proj)?);
+        let format = wqkv.0;
+        if [&proj, &fc, &down].iter().any(|m| m.0 != format) {
+            return None;
+        }
+        let [e] = b.norm_1.weight.dims();
+        let heads = b.attn.n_heads;
+        let head_dim = e / heads;
+        let intermediate = fc.1.n / 2;
+        let fits = e <= block::MAX_EMBD as usize
+            && 3 * e <= block::MAX_WIDE as usize
+            && 2 * intermediate <= block::MAX_WIDE as usize
+            && head_dim <= block::MAX_HEAD_DIM as usize
+            && head_dim.is_multiple_of(2);
+        if !fits {
+            return None;
+        }
+        let matrices = [wqkv.1, proj.1, fc.1, down.1];
+        let mut params: Vec<Tensor<Self, 1>> = [&b.norm_1, &b.norm_2, &b.norm_3, &b.norm_4]
+            .iter()
+            .map(|norm| norm.weight.val())
+            .collect();
+        params.extend(
+            b.attn
+                .qk_bias
+                .as_ref()
+                .map(|bias| bias.val().reshape([2 * e])),
+        );
+        params.extend(matrices.iter().map(|m| m.scales.clone()));
+        params.extend(matrices.iter().filter_map(|m| m.mins.clone()));
+        let codes: Vec<Tensor<Self, 1, Int>> = matrices.iter().map(|m| m.codes.clone()).collect();
+        Some(BlockPack {
+            format,
+            has_bias: b.attn.qk_bias.is_some(),
+            heads,
+            head_dim,
+            intermediate,
+            eps: b.norm_1.eps,
+            params: Tensor::cat(params, 0),
+            codes: Tensor::cat(codes, 0),
+        })
+    }
+
+    fn decode_block(
+        pack: &BlockPack<Self>,
+        x: &Tensor<Self, 3>,
+        rope: (&Tensor<Self, 2>, &Tensor<Self, 2>),
+        position: usize,
+        past: Option<&Past<Self>>,
+    ) -> Option<(Tensor<Self, 3>, Kv<Self>)> {
+        let [b, s, e] = x.dims();
+        let (heads, d) = (pack.heads, pack.head_dim);
+        let t0 = past.map_or(0, |past| past.len);
+        let capacity = past.map_or(0, |past| past.buffers.len());
+        let fits = s == 1
+            && t0 < block::MAX_KEYS as usize
+            && b as u32 <= MAX_GRID
+            && position < rope.0.dims()[0];
+        if !fits {
+            return None;
+        }
+        let float = |t: TensorPrimitive<Self>| -> CubeTensor<R> { into_contiguous(t.tensor()) };
+        let x = float(x.clone().into_primitive());
+        assert_eq!(x.dtype, DType::F32, "the kernels compute in f32");
+        let client = x.client.clone();
+        let device = x.device.clone();
+        let table = |t: &Tensor<Self, 2>| float(t.clone().into_primitive());
+        // Without a cache the kernel reads no key or value: any buffer will do.
+        let (past_k, past_v) = match past {
+            Some(past) => (
+                float(past.buffers.k.clone().into_primitive()),
+                float(past.buffers.v.clone().into_primitive()),
+            ),
+            None => (x.clone(), x.clone()),
+        };
+        let out = empty_device::<R, f32>(client.clone(), device.clone(), Shape::new([b, 1, e]));
+        let new_kv =
+            empty_device::<R, f32>(client.clone(), device, Shape::new([2, b, heads, 1, d]));
+        // SAFETY: `pack_block` checked the shapes against the kernel's workgroup buffers and
+        // packed params and codes at the lengths the kernel's offsets imply; x and out are
+        // [b, e], the tables [context, d] read at row `position` < context, the cache
+        // [b, heads, capacity, d] read at rows < t0 <= capacity, new_kv [2, b, heads, d].
+        unsafe {
+            block::decode_block::launch_unchecked::<R>(
+                &client,
+                CubeCount::Static(b as u32, 1, 1),
+                CubeDim::new_1d(block::BLOCK_THREADS),
+                x.into_array_arg(),
+                float(pack.params.clone().into_primitive()).into_array_arg(),
+                into_contiguous(pack.codes.clone().into_primitive()).into_array_arg(),
+                table(rope.0).into_array_arg(),
+                table(rope.1).into_array_arg(),
+                past_k.into_array_arg(),
+                past_v.into_array_arg(),
+                out.clone().into_array_arg(),
+                new_kv.clone().into_array_arg(),
+                heads as u32,
+                d as u32,
+                pack.intermediate as u32,
+                t0 as u32,
+                capacity as u32,
+                position as u32,
+                (1.0 / (d as f64).sqrt()) as f32,
+                pack.eps as f32,
+                pack.format == Format::Q4,
+                pack.has_bias,
+            );
+        }
+        let new_kv: Tensor<Self, 5> = Tensor::from_primitive(TensorPrimitive::Float(new_kv));
+        let half = |i: usize| new_kv.clone().narrow(0, i, 1).reshape([b, heads, 1, d]);
+        Some((
+            Tensor::from_primitive(TensorPrimitive::Float(out)),
+            Kv {
+                k: half(0),
+                v: half(1),
             },
         ))
     }

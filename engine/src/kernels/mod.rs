@@ -7,15 +7,19 @@
 //!   operations take;
 //! - the gated MLP's silu(gate) * up: one dispatch instead of about eight;
 //! - decoding attention (bias, RoPE, the cache, softmax, the weighted sum): one dispatch
-//!   instead of about thirty.
+//!   instead of about thirty;
+//! - a whole sandwich block of packed q8/q4 weights for one decoded position (`block`): one
+//!   dispatch instead of ten, where the model is small enough for one workgroup to hold it.
 //!
-//! Both matter because decoding a small model costs dispatches, not arithmetic.
+//! All of them matter because decoding a small model costs dispatches, not arithmetic.
 //!
 //! `Kernels` extends burn's `Backend` the way burn's own custom-kernel examples do, so that
 //! a model generic over the backend picks the right path at compile time.
 
 #[cfg(feature = "wgpu")]
 pub mod attention;
+#[cfg(feature = "wgpu")]
+pub mod block;
 #[cfg(feature = "wgpu")]
 mod cube;
 #[cfg(feature = "wgpu")]
@@ -32,12 +36,28 @@ use burn::module::{
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::model::{Kv, Past};
+use crate::model::{Kv, Past, SandwichBlock};
 use crate::quant::{Format, Quantized, GROUP};
 
 /// Largest storage buffer a browser binds by default (WebGPU's maxStorageBufferBindingSize):
 /// larger matrices are split by output columns.
 pub const MAX_BINDING_BYTES: usize = 128 << 20;
+
+/// A sandwich block's weights as `decode_block` reads them, packed once at load.
+#[derive(Clone, Debug)]
+pub struct BlockPack<B: Backend> {
+    pub format: Format,
+    pub has_bias: bool,
+    pub heads: usize,
+    pub head_dim: usize,
+    pub intermediate: usize,
+    pub eps: f64,
+    /// f32: norm_1..norm_4 weights, the q/k bias, then the scales of Wqkv, attn.proj, mlp.fc
+    /// and mlp.proj, then (q4) their minimums in the same order.
+    pub params: Tensor<B, 1>,
+    /// u32 words: the four matrices' codes in the same order.
+    pub codes: Tensor<B, 1, Int>,
+}
 
 /// A matrix as `qlinear` reads it.
 #[derive(Clone, Debug)]
@@ -154,6 +174,28 @@ pub trait Kernels: Backend {
         let _ = (qkv, qk_bias, rope, position, past, heads);
         None
     }
+
+    /// `block`'s weights packed for `decode_block`; `None` where the backend has no such
+    /// kernel or the block does not fit it (dense weights, shapes past its limits).
+    fn pack_block(block: &SandwichBlock<Self>) -> Option<BlockPack<Self>> {
+        let _ = block;
+        None
+    }
+
+    /// The whole block for one new position per sequence: x [b, 1, e] at `position`, attending
+    /// to `past` followed by itself (the math of `SandwichBlock::forward`). Returns the block's
+    /// output [b, 1, e] and the new position's keys and values ([b, heads, 1, d]); `None`
+    /// where the kernel cannot take this call (the caller runs the block op by op).
+    fn decode_block(
+        pack: &BlockPack<Self>,
+        x: &Tensor<Self, 3>,
+        rope: (&Tensor<Self, 2>, &Tensor<Self, 2>),
+        position: usize,
+        past: Option<&Past<Self>>,
+    ) -> Option<(Tensor<Self, 3>, Kv<Self>)> {
+        let _ = (pack, x, rope, position, past);
+        None
+    }
 }
 
 /// Whether the kernels can read `w` as stored: whole groups of 32 along each row.
@@ -176,57 +218,74 @@ where
 #[cfg(feature = "fusion")]
 impl<B: burn_fusion::FusionBackend> Kernels for burn_fusion::Fusion<B> {}
 
-/// A packed matrix as a field of a burn module. It holds no parameters (packed matrices are
-/// never trained), so the modules around it still derive `Module`; under autodiff it is empty.
+/// Burn's `Module` for a field that holds device data but no parameters (nothing to train,
+/// save or move), so that the modules around it still derive `Module`. Under autodiff it is
+/// empty: training multiplies dense matrices op by op.
+macro_rules! constant_module {
+    ($name:ident, |$value:ident| $describe:expr) => {
+        impl<B: Backend> Module<B> for $name<B> {
+            type Record = EmptyRecord;
+
+            fn collect_devices(&self, devices: Devices<B>) -> Devices<B> {
+                devices
+            }
+            fn fork(self, _: &B::Device) -> Self {
+                self
+            }
+            fn to_device(self, _: &B::Device) -> Self {
+                self
+            }
+            fn visit<V: ModuleVisitor<B>>(&self, _: &mut V) {}
+            fn map<M: ModuleMapper<B>>(self, _: &mut M) -> Self {
+                self
+            }
+            fn load_record(self, _: Self::Record) -> Self {
+                self
+            }
+            fn into_record(self) -> Self::Record {
+                EmptyRecord::new()
+            }
+        }
+
+        impl<B: AutodiffBackend> AutodiffModule<B> for $name<B> {
+            type InnerModule = $name<B::InnerBackend>;
+
+            fn valid(&self) -> Self::InnerModule {
+                $name(None)
+            }
+            fn from_inner(_: Self::InnerModule) -> Self {
+                $name(None)
+            }
+        }
+
+        impl<B: Backend> ModuleDisplayDefault for $name<B> {
+            fn content(&self, content: Content) -> Option<Content> {
+                let text = match &self.0 {
+                    Some($value) => $describe,
+                    None => "none".to_string(),
+                };
+                content.add_single(&text).optional()
+            }
+        }
+
+        impl<B: Backend> ModuleDisplay for $name<B> {}
+    };
+}
+
+/// A packed matrix as a field of a burn module.
 #[derive(Clone, Debug)]
 pub struct Packed<B: Backend>(pub Option<QWeight<B>>);
 
-impl<B: Backend> Module<B> for Packed<B> {
-    type Record = EmptyRecord;
+constant_module!(Packed, |weight| match weight {
+    QWeight::Packed { format, n, k, .. } => format!("{format:?} {n}x{k}"),
+    QWeight::Dense(_) => "dense".to_string(),
+});
 
-    fn collect_devices(&self, devices: Devices<B>) -> Devices<B> {
-        devices
-    }
-    fn fork(self, _: &B::Device) -> Self {
-        self
-    }
-    fn to_device(self, _: &B::Device) -> Self {
-        self
-    }
-    fn visit<V: ModuleVisitor<B>>(&self, _: &mut V) {}
-    fn map<M: ModuleMapper<B>>(self, _: &mut M) -> Self {
-        self
-    }
-    fn load_record(self, _: Self::Record) -> Self {
-        self
-    }
-    fn into_record(self) -> Self::Record {
-        EmptyRecord::new()
-    }
-}
+/// A sandwich block packed for `decode_block`, as a field of the block.
+#[derive(Clone, Debug)]
+pub struct Fused<B: Backend>(pub Option<BlockPack<B>>);
 
-impl<B: AutodiffBackend> AutodiffModule<B> for Packed<B> {
-    type InnerModule = Packed<B::InnerBackend>;
-
-    fn valid(&self) -> Self::InnerModule {
-        Packed(None)
-    }
-    fn from_inner(_: Self::InnerModule) -> Self {
-        Packed(None)
-    }
-}
-
-impl<B: Backend> ModuleDisplayDefault for Packed<B> {
-    fn content(&self, content: Content) -> Option<Content> {
-        let text = match &self.0 {
-            Some(QWeight::Packed { format, n, k, .. }) => format!("{format:?} {n}x{k}"),
-            _ => "none".into(),
-        };
-        content.add_single(&text).optional()
-    }
-}
-
-impl<B: Backend> ModuleDisplay for Packed<B> {}
+constant_module!(Fused, |pack| format!("{:?} one kernel", pack.format));
 
 /// Training (autodiff) multiplies dense matrices.
 #[cfg(feature = "autodiff")]

@@ -21,13 +21,15 @@ pub const TM: u32 = 64;
 pub const TN: u32 = 64;
 const RPT: u32 = TM / 16;
 
-/// One group of 32 of output column `col`'s row, dotted with x from `xg`, scaled.
+/// One group of 32 of output column `col`'s row, dotted with x from `xg`, scaled. Slices, so
+/// that x may sit in workgroup memory and a matrix inside a larger buffer (`block`).
 #[cube]
-fn group_dot(
-    x: &Array<f32>,
-    codes: &Array<u32>,
-    scales: &Array<f32>,
-    mins: &Array<f32>,
+#[allow(clippy::too_many_arguments)]
+pub fn group_dot(
+    x: &Slice<f32>,
+    codes: &Slice<u32>,
+    scales: &Slice<f32>,
+    mins: &Slice<f32>,
     col: u32,
     g: u32,
     k: u32,
@@ -96,7 +98,17 @@ pub fn gemv(
             let mut acc = 0.0f32;
             for g in 0..k / 32 {
                 let xg = (row * k + g * 32) as usize;
-                acc += group_dot(x, codes, scales, mins, col, g, k, xg, q4);
+                acc += group_dot(
+                    &x.to_slice(),
+                    &codes.to_slice(),
+                    &scales.to_slice(),
+                    &mins.to_slice(),
+                    col,
+                    g,
+                    k,
+                    xg,
+                    q4,
+                );
             }
             out[(row * out_stride + col_offset + col) as usize] = acc;
         }
@@ -109,7 +121,17 @@ pub fn gemv(
             let mut g = t;
             while g < k / 32 {
                 let xg = (row * k + g * 32) as usize;
-                acc += group_dot(x, codes, scales, mins, col, g, k, xg, q4);
+                acc += group_dot(
+                    &x.to_slice(),
+                    &codes.to_slice(),
+                    &scales.to_slice(),
+                    &mins.to_slice(),
+                    col,
+                    g,
+                    k,
+                    xg,
+                    q4,
+                );
                 g += GEMV_THREADS;
             }
         }

@@ -10,7 +10,7 @@ use super::norm::RmsNorm;
 use super::rope::Rope;
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::kernels::Kernels;
+use crate::kernels::{Fused, Kernels};
 use crate::weights::Checkpoint;
 
 #[derive(Module, Debug)]
@@ -21,6 +21,8 @@ pub struct SandwichBlock<B: Backend> {
     pub mlp: GatedMlp<B>,
     pub norm_3: RmsNorm<B>,
     pub norm_4: RmsNorm<B>,
+    /// The same weights packed for one-kernel decoding, where the backend has it.
+    pub fused: Fused<B>,
 }
 
 impl<B: Kernels> SandwichBlock<B> {
@@ -39,14 +41,17 @@ impl<B: Kernels> SandwichBlock<B> {
                 device,
             )
         };
-        Ok(Self {
+        let mut block = Self {
             norm_1: norm(1)?,
             attn: Attention::load(ckpt, &format!("{prefix}.attn"), config, device)?,
             norm_2: norm(2)?,
             mlp: GatedMlp::load(ckpt, &format!("{prefix}.mlp"), config, device)?,
             norm_3: norm(3)?,
             norm_4: norm(4)?,
-        })
+            fused: Fused(None),
+        };
+        block.fused = Fused(B::pack_block(&block));
+        Ok(block)
     }
 
     pub fn forward(
@@ -56,6 +61,11 @@ impl<B: Kernels> SandwichBlock<B> {
         start: usize,
         past: Option<&Past<B>>,
     ) -> (Tensor<B, 3>, Kv<B>) {
+        if let (Some(pack), 1) = (&self.fused.0, x.dims()[1]) {
+            if let Some(decoded) = B::decode_block(pack, &x, rope.tables(), start, past) {
+                return decoded;
+            }
+        }
         let (attended, kv) = self
             .attn
             .forward(self.norm_1.forward(x.clone()), rope, start, past);

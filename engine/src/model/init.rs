@@ -15,6 +15,7 @@ use super::norm::RmsNorm;
 use super::rope::Rope;
 use super::RecurrentModel;
 use crate::config::ModelConfig;
+use crate::kernels::Fused;
 use crate::state::truncated_standard_normal;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::weights::HostTensor;
@@ -73,6 +74,7 @@ impl<B: Backend> Init<'_, B> {
             },
             norm_3: self.norm(e, eps),
             norm_4: self.norm(e, eps),
+            fused: Fused(None),
         }
     }
 }

@@ -1,0 +1,350 @@
+//! A whole sandwich block for one decoded position as one CubeCL kernel: one workgroup per
+//! sequence keeps the position's 128-wide state in workgroup memory through the four norms, the
+//! four products (q8/q4 codes read as `qmatmul` reads them), attention over the cache and the
+//! MLP's gate. Op by op the same block is ten dispatches, each costing far more than its
+//! arithmetic when decoding a small model.
+//!
+//! Weights come in two buffers (`BlockPack`), so that the kernel binds as few storage buffers
+//! as the attention kernel (browsers guarantee 8 a stage, most offer 10 or more):
+//! - `params` f32: norm_1..norm_4 weights (e each), the q/k bias (2e, with `has_bias`), then the
+//!   scales of Wqkv, proj, fc and the MLP's proj in that order, then (q4) their minimums;
+//! - `codes` u32: the four matrices' codes in the same order.
+
+use cubecl::prelude::*;
+
+use super::attention::rotated;
+use super::qmatmul::group_dot;
+
+/// Threads per workgroup (one sequence).
+pub const BLOCK_THREADS: u32 = 128;
+/// Widest state the kernel holds.
+pub const MAX_EMBD: u32 = 256;
+/// Widest product output it holds: 3 n_embd (q, k, v) and 2 intermediate_size (gate, up).
+pub const MAX_WIDE: u32 = 1024;
+/// Widest head.
+pub const MAX_HEAD_DIM: u32 = 128;
+/// Most keys (cached positions and the new one). With the buffers above, 12.8 KiB of
+/// WebGPU's 16 KiB of workgroup memory.
+pub const MAX_KEYS: u32 = 1024;
+
+/// Sum of every thread's `value` (all threads must call it).
+#[cube]
+fn workgroup_sum(value: f32, red: &mut SharedMemory<f32>) -> f32 {
+    let t = UNIT_POS_X as usize;
+    red[t] = value;
+    sync_cube();
+    #[unroll]
+    for i in 0..7u32 {
+        let s = (64u32 >> i) as usize;
+        if t < s {
+            red[t] = red[t] + red[t + s];
+        }
+        sync_cube();
+    }
+    let total = red[0];
+    sync_cube();
+    total
+}
+
+/// Largest of every thread's `value` (all threads must call it).
+#[cube]
+fn workgroup_max(value: f32, red: &mut SharedMemory<f32>) -> f32 {
+    let t = UNIT_POS_X as usize;
+    red[t] = value;
+    sync_cube();
+    #[unroll]
+    for i in 0..7u32 {
+        let s = (64u32 >> i) as usize;
+        if t < s && red[t + s] > red[t] {
+            red[t] = red[t + s];
+        }
+        sync_cube();
+    }
+    let top = red[0];
+    sync_cube();
+    top
+}
+
+/// 1 / sqrt(mean(v^2) + eps) of v = src[0..e].
+#[cube]
+fn inv_rms(src: &SharedMemory<f32>, e: u32, eps: f32, red: &mut SharedMemory<f32>) -> f32 {
+    let mut sum = 0.0f32;
+    let mut c = UNIT_POS_X;
+    while c < e {
+        sum += src[c as usize] * src[c as usize];
+        c += BLOCK_THREADS;
+    }
+    let total = workgroup_sum(sum, red);
+    1.0f32 / f32::sqrt(total / f32::cast_from(e) + eps)
+}
+
+/// u32 words of a packed [rows, k] matrix.
+#[cube]
+fn words(rows: u32, k: u32, #[comptime] q4: bool) -> u32 {
+    if q4 {
+        rows * k / 8
+    } else {
+        rows * k / 4
+    }
+}
+
+/// out[at + col] = x · row col of a packed [n, k] matrix for col < n, threads taking turns.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn product(
+    x: &Slice<f32>,
+    codes: &Slice<u32>,
+    scales: &Slice<f32>,
+    mins: &Slice<f32>,
+    out: &mut SharedMemory<f32>,
+    at: u32,
+    n: u32,
+    k: u32,
+    #[comptime] q4: bool,
+) {
+    let mut col = UNIT_POS_X;
+    while col < n {
+        let mut acc = 0.0f32;
+        for g in 0..k / 32 {
+            acc += group_dot(x, codes, scales, mins, col, g, k, (g * 32) as usize, q4);
+        }
+        out[(at + col) as usize] = acc;
+        col += BLOCK_THREADS;
+    }
+    sync_cube();
+}
+
+/// One workgroup per sequence: out [b, e] = the block applied to x [b, e] at `position`, with
+/// attention over rows below t0 of the cache buffers [b, heads, capacity, d] followed by the
+/// position itself; its rotated key and its value go to new_kv [2, b, heads, d].
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub fn decode_block(
+    x: &Array<f32>,
+    params: &Array<f32>,
+    codes: &Array<u32>,
+    cos: &Array<f32>,
+    sin: &Array<f32>,
+    past_k: &Array<f32>,
+    past_v: &Array<f32>,
+    out: &mut Array<f32>,
+    new_kv: &mut Array<f32>,
+    heads: u32,
+    d: u32,
+    inter: u32,
+    t0: u32,
+    capacity: u32,
+    position: u32,
+    scale: f32,
+    eps: f32,
+    #[comptime] q4: bool,
+    #[comptime] has_bias: bool,
+) {
+    let row = CUBE_POS_X;
+    let b = CUBE_COUNT_X;
+    let t = UNIT_POS_X;
+    let e = heads * d;
+
+    // Where each matrix's scales (and minimums, `spread` further) and codes start.
+    let bias_at = 4 * e;
+    let mut s_qkv = 4 * e;
+    if has_bias {
+        s_qkv += 2 * e;
+    }
+    let s_proj = s_qkv + 3 * e * (e / 32);
+    let s_fc = s_proj + e * (e / 32);
+    let s_down = s_fc + 2 * inter * (e / 32);
+    let s_end = s_down + e * (inter / 32);
+    let mut spread = 0u32;
+    if q4 {
+        spread = s_end - s_qkv;
+    }
+    let c_proj = words(3 * e, e, q4);
+    let c_fc = c_proj + words(e, e, q4);
+    let c_down = c_fc + words(2 * inter, e, q4);
+    let c_end = c_down + words(e, inter, q4);
+
+    let mut xs = SharedMemory::<f32>::new(MAX_EMBD as usize);
+    let mut a = SharedMemory::<f32>::new(MAX_EMBD as usize);
+    let mut ys = SharedMemory::<f32>::new(MAX_EMBD as usize);
+    let mut wide = SharedMemory::<f32>::new(MAX_WIDE as usize);
+    let mut qk = SharedMemory::<f32>::new(2 * MAX_HEAD_DIM as usize);
+    let mut scores = SharedMemory::<f32>::new(MAX_KEYS as usize);
+    let mut red = SharedMemory::<f32>::new(BLOCK_THREADS as usize);
+
+    let mut c = t;
+    while c < e {
+        xs[c as usize] = x[(row * e + c) as usize];
+        c += BLOCK_THREADS;
+    }
+    sync_cube();
+
+    // q, k, v = norm_1(x) Wqkv
+    let inv = inv_rms(&xs, e, eps, &mut red);
+    let mut c = t;
+    while c < e {
+        a[c as usize] = xs[c as usize] * inv * params[c as usize];
+        c += BLOCK_THREADS;
+    }
+    sync_cube();
+    product(
+        &a.to_slice(),
+        &codes.slice(0, c_proj as usize),
+        &params.slice(s_qkv as usize, s_proj as usize),
+        &params.slice((s_qkv + spread) as usize, (s_proj + spread) as usize),
+        &mut wide,
+        0,
+        3 * e,
+        e,
+        q4,
+    );
+
+    // Attention, a head at a time; y into ys.
+    for head in 0..heads {
+        let at = head * d;
+        let mut c = t;
+        while c < d {
+            let partner = c ^ 1u32;
+            let mut qc = wide[(at + c) as usize];
+            let mut qp = wide[(at + partner) as usize];
+            let mut kc = wide[(e + at + c) as usize];
+            let mut kp = wide[(e + at + partner) as usize];
+            if has_bias {
+                qc += params[(bias_at + at + c) as usize];
+                qp += params[(bias_at + at + partner) as usize];
+                kc += params[(bias_at + e + at + c) as usize];
+                kp += params[(bias_at + e + at + partner) as usize];
+            }
+            let table = (position * d + c) as usize;
+            qk[c as usize] = rotated(qc, qp, c, cos, sin, table);
+            let key = rotated(kc, kp, c, cos, sin, table);
+            qk[(d + c) as usize] = key;
+            let slot = (row * heads + head) * d + c;
+            new_kv[slot as usize] = key;
+            new_kv[(b * e + slot) as usize] = wide[(2 * e + at + c) as usize];
+            c += BLOCK_THREADS;
+        }
+        sync_cube();
+
+        let cached = (row * heads + head) * capacity * d;
+        let mut largest = f32::new(-1.0e30);
+        let mut j = t;
+        while j <= t0 {
+            let mut dot = 0.0f32;
+            if j < t0 {
+                for i in 0..d {
+                    dot += qk[i as usize] * past_k[(cached + j * d + i) as usize];
+                }
+            } else {
+                for i in 0..d {
+                    dot += qk[i as usize] * qk[(d + i) as usize];
+                }
+            }
+            let score = dot * scale;
+            scores[j as usize] = score;
+            if score > largest {
+                largest = score;
+            }
+            j += BLOCK_THREADS;
+        }
+        let top = workgroup_max(largest, &mut red);
+        let mut sum = 0.0f32;
+        let mut j = t;
+        while j <= t0 {
+            let weight = f32::exp(scores[j as usize] - top);
+            scores[j as usize] = weight;
+            sum += weight;
+            j += BLOCK_THREADS;
+        }
+        let total = workgroup_sum(sum, &mut red);
+        let mut c = t;
+        while c < d {
+            let mut acc = 0.0f32;
+            for j in 0..t0 {
+                acc += scores[j as usize] * past_v[(cached + j * d + c) as usize];
+            }
+            acc += scores[t0 as usize] * wide[(2 * e + at + c) as usize];
+            ys[(at + c) as usize] = acc / total;
+            c += BLOCK_THREADS;
+        }
+        sync_cube();
+    }
+
+    // h = norm_2(x + y Wproj), kept in xs.
+    product(
+        &ys.to_slice(),
+        &codes.slice(c_proj as usize, c_fc as usize),
+        &params.slice(s_proj as usize, s_fc as usize),
+        &params.slice((s_proj + spread) as usize, (s_fc + spread) as usize),
+        &mut a,
+        0,
+        e,
+        e,
+        q4,
+    );
+    let mut c = t;
+    while c < e {
+        a[c as usize] = a[c as usize] + xs[c as usize];
+        c += BLOCK_THREADS;
+    }
+    sync_cube();
+    let inv = inv_rms(&a, e, eps, &mut red);
+    let mut c = t;
+    while c < e {
+        xs[c as usize] = a[c as usize] * inv * params[(e + c) as usize];
+        c += BLOCK_THREADS;
+    }
+    sync_cube();
+
+    // gate, up = norm_3(h) Wfc; silu(gate) * up; then its product with the MLP's proj into ys.
+    let inv = inv_rms(&xs, e, eps, &mut red);
+    let mut c = t;
+    while c < e {
+        a[c as usize] = xs[c as usize] * inv * params[(2 * e + c) as usize];
+        c += BLOCK_THREADS;
+    }
+    sync_cube();
+    product(
+        &a.to_slice(),
+        &codes.slice(c_fc as usize, c_down as usize),
+        &params.slice(s_fc as usize, s_down as usize),
+        &params.slice((s_fc + spread) as usize, (s_down + spread) as usize),
+        &mut wide,
+        0,
+        2 * inter,
+        e,
+        q4,
+    );
+    let mut c = t;
+    while c < inter {
+        let gate = wide[c as usize];
+        wide[c as usize] = gate / (1.0f32 + f32::exp(-gate)) * wide[(inter + c) as usize];
+        c += BLOCK_THREADS;
+    }
+    sync_cube();
+    product(
+        &wide.to_slice(),
+        &codes.slice(c_down as usize, c_end as usize),
+        &params.slice(s_down as usize, s_end as usize),
+        &params.slice((s_down + spread) as usize, (s_end + spread) as usize),
+        &mut ys,
+        0,
+        e,
+        inter,
+        q4,
+    );
+
+    // out = norm_4(h + mlp)
+    let mut c = t;
+    while c < e {
+        a[c as usize] = xs[c as usize] + ys[c as usize];
+        c += BLOCK_THREADS;
+    }
+    sync_cube();
+    let inv = inv_rms(&a, e, eps, &mut red);
+    let mut c = t;
+    while c < e {
+        out[(row * e + c) as usize] = a[c as usize] * inv * params[(3 * e + c) as usize];
+        c += BLOCK_THREADS;
+    }
+}
