@@ -440,8 +440,12 @@ fn PromptBox() -> impl IntoView {
                     .iter()
                     .map(|example| {
                         let prompt = example.prompt;
+                        // Tells the visitor what to look for before they change the iterations.
+                        let hint = example.answer.map(|answer| {
+                            format!("Right answer:{answer}. Wrong after one iteration, right at the opening settings.")
+                        });
                         view! {
-                            <button class="example" data-testid="example" on:click=move |_| page.prompt.set(prompt.to_string())>
+                            <button class="example" data-testid="example" title=hint on:click=move |_| page.prompt.set(prompt.to_string())>
                                 {example.label}
                             </button>
                         }

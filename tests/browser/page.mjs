@@ -15,6 +15,8 @@ const base = `http://127.0.0.1:${server.address().port}/`;
 
 async function thinkingChecks(page, label) {
   await check(`${label}: a prompt generates tokens`, async () => {
+    assert.equal(await page.getByTestId('example').nth(0).getAttribute('title'), null);
+    assert.match(await page.getByTestId('example').nth(1).getAttribute('title'), /Right answer: 84\./);
     await page.getByTestId('example').nth(1).click();
     await page.getByTestId('exit-criterion').selectOption('none');
     await page.getByTestId('iterations').fill('4');
