@@ -5,6 +5,8 @@
 
 use cubecl::prelude::*;
 
+use super::reduce::workgroup_reduce;
+
 /// Threads per workgroup (one head of one sequence).
 pub const ATTENTION_THREADS: u32 = 64;
 /// Widest head the kernel holds in workgroup memory.
@@ -111,22 +113,8 @@ pub fn decode_attention(
         }
         j += ATTENTION_THREADS;
     }
-    let mut reduce = SharedMemory::<f32>::new(ATTENTION_THREADS as usize);
-    reduce[tid as usize] = largest;
-    sync_cube();
-    #[unroll]
-    for i in 0..6u32 {
-        let s = 32u32 >> i;
-        if tid < s {
-            let other = reduce[(tid + s) as usize];
-            if other > reduce[tid as usize] {
-                reduce[tid as usize] = other;
-            }
-        }
-        sync_cube();
-    }
-    let top = reduce[0];
-    sync_cube();
+    let mut red = SharedMemory::<f32>::new(ATTENTION_THREADS as usize);
+    let top = workgroup_reduce(largest, &mut red, ATTENTION_THREADS, true);
 
     let mut sum = 0.0f32;
     let mut j = tid;
@@ -136,17 +124,7 @@ pub fn decode_attention(
         sum += weight;
         j += ATTENTION_THREADS;
     }
-    reduce[tid as usize] = sum;
-    sync_cube();
-    #[unroll]
-    for i in 0..6u32 {
-        let s = 32u32 >> i;
-        if tid < s {
-            reduce[tid as usize] = reduce[tid as usize] + reduce[(tid + s) as usize];
-        }
-        sync_cube();
-    }
-    let total = reduce[0];
+    let total = workgroup_reduce(sum, &mut red, ATTENTION_THREADS, false);
 
     // y = softmax · v, each thread its own columns.
     let mut c = tid;

@@ -13,7 +13,9 @@
 use cubecl::prelude::*;
 
 use super::attention::rotated;
+use super::gate::silu_times;
 use super::qmatmul::group_dot;
+use super::reduce::workgroup_reduce;
 
 /// Threads per workgroup (one sequence).
 pub const BLOCK_THREADS: u32 = 128;
@@ -27,44 +29,6 @@ pub const MAX_HEAD_DIM: u32 = 128;
 /// WebGPU's 16 KiB of workgroup memory.
 pub const MAX_KEYS: u32 = 1024;
 
-/// Sum of every thread's `value` (all threads must call it).
-#[cube]
-fn workgroup_sum(value: f32, red: &mut SharedMemory<f32>) -> f32 {
-    let t = UNIT_POS_X as usize;
-    red[t] = value;
-    sync_cube();
-    #[unroll]
-    for i in 0..7u32 {
-        let s = (64u32 >> i) as usize;
-        if t < s {
-            red[t] = red[t] + red[t + s];
-        }
-        sync_cube();
-    }
-    let total = red[0];
-    sync_cube();
-    total
-}
-
-/// Largest of every thread's `value` (all threads must call it).
-#[cube]
-fn workgroup_max(value: f32, red: &mut SharedMemory<f32>) -> f32 {
-    let t = UNIT_POS_X as usize;
-    red[t] = value;
-    sync_cube();
-    #[unroll]
-    for i in 0..7u32 {
-        let s = (64u32 >> i) as usize;
-        if t < s && red[t + s] > red[t] {
-            red[t] = red[t + s];
-        }
-        sync_cube();
-    }
-    let top = red[0];
-    sync_cube();
-    top
-}
-
 /// 1 / sqrt(mean(v^2) + eps) of v = src[0..e].
 #[cube]
 fn inv_rms(src: &SharedMemory<f32>, e: u32, eps: f32, red: &mut SharedMemory<f32>) -> f32 {
@@ -74,7 +38,7 @@ fn inv_rms(src: &SharedMemory<f32>, e: u32, eps: f32, red: &mut SharedMemory<f32
         sum += src[c as usize] * src[c as usize];
         c += BLOCK_THREADS;
     }
-    let total = workgroup_sum(sum, red);
+    let total = workgroup_reduce(sum, red, BLOCK_THREADS, false);
     1.0f32 / f32::sqrt(total / f32::cast_from(e) + eps)
 }
 
@@ -88,27 +52,56 @@ fn words(rows: u32, k: u32, #[comptime] q4: bool) -> u32 {
     }
 }
 
-/// out[at + col] = x · row col of a packed [n, k] matrix for col < n, threads taking turns.
+/// dst[c] = norm(src)[c] = src[c] / rms(src) * params[weight_at + c] for c < e.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn normalized(
+    src: &SharedMemory<f32>,
+    dst: &mut SharedMemory<f32>,
+    params: &Array<f32>,
+    weight_at: u32,
+    e: u32,
+    eps: f32,
+    red: &mut SharedMemory<f32>,
+) {
+    let inv = inv_rms(src, e, eps, red);
+    let mut c = UNIT_POS_X;
+    while c < e {
+        dst[c as usize] = src[c as usize] * inv * params[(weight_at + c) as usize];
+        c += BLOCK_THREADS;
+    }
+    sync_cube();
+}
+
+/// out[col] = x · row col of the packed [n, k] matrix whose codes start at word `codes_at`
+/// and whose scales start at `scales_at` of `params` (minimums `spread` further), for col < n,
+/// threads taking turns.
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn product(
     x: &Slice<f32>,
-    codes: &Slice<u32>,
-    scales: &Slice<f32>,
-    mins: &Slice<f32>,
+    codes: &Array<u32>,
+    params: &Array<f32>,
+    codes_at: u32,
+    scales_at: u32,
+    spread: u32,
     out: &mut SharedMemory<f32>,
-    at: u32,
     n: u32,
     k: u32,
     #[comptime] q4: bool,
 ) {
+    let codes = codes.slice(codes_at as usize, (codes_at + words(n, k, q4)) as usize);
+    let groups = n * (k / 32);
+    let scales = params.slice(scales_at as usize, (scales_at + groups) as usize);
+    let mins_at = scales_at + spread;
+    let mins = params.slice(mins_at as usize, (mins_at + groups) as usize);
     let mut col = UNIT_POS_X;
     while col < n {
         let mut acc = 0.0f32;
         for g in 0..k / 32 {
-            acc += group_dot(x, codes, scales, mins, col, g, k, (g * 32) as usize, q4);
+            acc += group_dot(x, &codes, &scales, &mins, col, g, k, (g * 32) as usize, q4);
         }
-        out[(at + col) as usize] = acc;
+        out[col as usize] = acc;
         col += BLOCK_THREADS;
     }
     sync_cube();
@@ -162,7 +155,6 @@ pub fn decode_block(
     let c_proj = words(3 * e, e, q4);
     let c_fc = c_proj + words(e, e, q4);
     let c_down = c_fc + words(2 * inter, e, q4);
-    let c_end = c_down + words(e, inter, q4);
 
     let mut xs = SharedMemory::<f32>::new(MAX_EMBD as usize);
     let mut a = SharedMemory::<f32>::new(MAX_EMBD as usize);
@@ -180,20 +172,15 @@ pub fn decode_block(
     sync_cube();
 
     // q, k, v = norm_1(x) Wqkv
-    let inv = inv_rms(&xs, e, eps, &mut red);
-    let mut c = t;
-    while c < e {
-        a[c as usize] = xs[c as usize] * inv * params[c as usize];
-        c += BLOCK_THREADS;
-    }
-    sync_cube();
+    normalized(&xs, &mut a, params, 0, e, eps, &mut red);
     product(
         &a.to_slice(),
-        &codes.slice(0, c_proj as usize),
-        &params.slice(s_qkv as usize, s_proj as usize),
-        &params.slice((s_qkv + spread) as usize, (s_proj + spread) as usize),
-        &mut wide,
+        codes,
+        params,
         0,
+        s_qkv,
+        spread,
+        &mut wide,
         3 * e,
         e,
         q4,
@@ -247,7 +234,7 @@ pub fn decode_block(
             }
             j += BLOCK_THREADS;
         }
-        let top = workgroup_max(largest, &mut red);
+        let top = workgroup_reduce(largest, &mut red, BLOCK_THREADS, true);
         let mut sum = 0.0f32;
         let mut j = t;
         while j <= t0 {
@@ -256,7 +243,7 @@ pub fn decode_block(
             sum += weight;
             j += BLOCK_THREADS;
         }
-        let total = workgroup_sum(sum, &mut red);
+        let total = workgroup_reduce(sum, &mut red, BLOCK_THREADS, false);
         let mut c = t;
         while c < d {
             let mut acc = 0.0f32;
@@ -273,11 +260,12 @@ pub fn decode_block(
     // h = norm_2(x + y Wproj), kept in xs.
     product(
         &ys.to_slice(),
-        &codes.slice(c_proj as usize, c_fc as usize),
-        &params.slice(s_proj as usize, s_fc as usize),
-        &params.slice((s_proj + spread) as usize, (s_fc + spread) as usize),
+        codes,
+        params,
+        c_proj,
+        s_proj,
+        spread,
         &mut a,
-        0,
         e,
         e,
         q4,
@@ -288,29 +276,18 @@ pub fn decode_block(
         c += BLOCK_THREADS;
     }
     sync_cube();
-    let inv = inv_rms(&a, e, eps, &mut red);
-    let mut c = t;
-    while c < e {
-        xs[c as usize] = a[c as usize] * inv * params[(e + c) as usize];
-        c += BLOCK_THREADS;
-    }
-    sync_cube();
+    normalized(&a, &mut xs, params, e, e, eps, &mut red);
 
     // gate, up = norm_3(h) Wfc; silu(gate) * up; then its product with the MLP's proj into ys.
-    let inv = inv_rms(&xs, e, eps, &mut red);
-    let mut c = t;
-    while c < e {
-        a[c as usize] = xs[c as usize] * inv * params[(2 * e + c) as usize];
-        c += BLOCK_THREADS;
-    }
-    sync_cube();
+    normalized(&xs, &mut a, params, 2 * e, e, eps, &mut red);
     product(
         &a.to_slice(),
-        &codes.slice(c_fc as usize, c_down as usize),
-        &params.slice(s_fc as usize, s_down as usize),
-        &params.slice((s_fc + spread) as usize, (s_down + spread) as usize),
+        codes,
+        params,
+        c_fc,
+        s_fc,
+        spread,
         &mut wide,
-        0,
         2 * inter,
         e,
         q4,
@@ -318,17 +295,18 @@ pub fn decode_block(
     let mut c = t;
     while c < inter {
         let gate = wide[c as usize];
-        wide[c as usize] = gate / (1.0f32 + f32::exp(-gate)) * wide[(inter + c) as usize];
+        wide[c as usize] = silu_times(gate, wide[(inter + c) as usize]);
         c += BLOCK_THREADS;
     }
     sync_cube();
     product(
         &wide.to_slice(),
-        &codes.slice(c_down as usize, c_end as usize),
-        &params.slice(s_down as usize, s_end as usize),
-        &params.slice((s_down + spread) as usize, (s_end + spread) as usize),
+        codes,
+        params,
+        c_down,
+        s_down,
+        spread,
         &mut ys,
-        0,
         e,
         inter,
         q4,

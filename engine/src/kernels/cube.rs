@@ -2,6 +2,7 @@
 //! words, products by the kernels in `qmatmul`; RMSNorm, the MLP's gate and decoding
 //! attention by those in `norm`, `gate` and `attention`; a whole decoded block by `block`.
 
+use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Shape, Tensor, TensorData, TensorPrimitive};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device;
@@ -84,7 +85,7 @@ where
         };
         let [rows, d_in] = x.dims();
         assert_eq!(d_in, k, "input width");
-        let x: CubeTensor<R> = into_contiguous(x.into_primitive().tensor());
+        let x = float_arg(x);
         assert_eq!(x.dtype, DType::F32, "the kernels compute in f32");
         let client = x.client.clone();
         let out = empty_device::<R, f32>(client.clone(), x.device.clone(), Shape::new([rows, n]));
@@ -148,15 +149,15 @@ where
     ) -> Tensor<Self, 2> {
         let [rows, dim] = x.dims();
         assert_eq!(weight.dims(), [dim], "one weight per column");
-        let x: CubeTensor<R> = into_contiguous(x.into_primitive().tensor());
-        let weight: CubeTensor<R> = into_contiguous(weight.into_primitive().tensor());
+        let x = float_arg(x);
+        let weight = float_arg(weight);
         assert_eq!(x.dtype, DType::F32, "the kernels compute in f32");
         let has_residual = residual.is_some();
         // Without a residual the kernel never reads the argument.
         let residual: CubeTensor<R> = match residual {
             Some(r) => {
                 assert_eq!(r.dims(), [rows, dim], "a residual of x's shape");
-                into_contiguous(r.into_primitive().tensor())
+                float_arg(r)
             }
             None => x.clone(),
         };
@@ -188,7 +189,7 @@ where
     fn silu_gate(h: Tensor<Self, 2>) -> Tensor<Self, 2> {
         let [rows, two_i] = h.dims();
         let i = two_i / 2;
-        let h: CubeTensor<R> = into_contiguous(h.into_primitive().tensor());
+        let h = float_arg(h);
         assert_eq!(h.dtype, DType::F32, "the kernels compute in f32");
         let client = h.client.clone();
         let out = empty_device::<R, f32>(client.clone(), h.device.clone(), Shape::new([rows, i]));
@@ -222,9 +223,7 @@ where
         let [b, _, three_e] = qkv.dims();
         let e = three_e / 3;
         let d = e / heads;
-        let t0 = past.map_or(0, |past| past.len);
-        // The kernel reads the cache's buffers whole, rows 0..t0 of `capacity` per head.
-        let capacity = past.map_or(0, |past| past.buffers.len());
+        let (t0, capacity) = cache_extent(past);
         let fits = d <= attention::MAX_HEAD_DIM as usize
             && t0 < attention::MAX_KEYS as usize
             && b as u32 <= MAX_GRID
@@ -232,28 +231,14 @@ where
         if !fits {
             return None;
         }
-        let float =
-            |t: Tensor<Self, 3>| -> CubeTensor<R> { into_contiguous(t.into_primitive().tensor()) };
-        let table = |t: &Tensor<Self, 2>| -> CubeTensor<R> {
-            into_contiguous(t.clone().into_primitive().tensor())
-        };
-        let cache = |t: &Tensor<Self, 4>| -> CubeTensor<R> {
-            into_contiguous(t.clone().into_primitive().tensor())
-        };
-        let qkv = float(qkv.clone());
+        let qkv = float_arg(qkv.clone());
         assert_eq!(qkv.dtype, DType::F32, "the kernels compute in f32");
         let client = qkv.client.clone();
         let device = qkv.device.clone();
         let has_bias = qk_bias.is_some();
-        // Absent inputs are never read (comptime `has_bias`, t0 = 0): any buffer will do.
-        let bias: CubeTensor<R> = match qk_bias {
-            Some(bias) => into_contiguous(bias.into_primitive().tensor()),
-            None => qkv.clone(),
-        };
-        let (past_k, past_v) = match past {
-            Some(past) => (cache(&past.buffers.k), cache(&past.buffers.v)),
-            None => (qkv.clone(), qkv.clone()),
-        };
+        // Without `has_bias` (comptime) the kernel never reads the bias: any buffer will do.
+        let bias = qk_bias.map_or_else(|| qkv.clone(), float_arg);
+        let (past_k, past_v) = cache_args(past, &qkv);
         let y = empty_device::<R, f32>(client.clone(), device.clone(), Shape::new([b, 1, e]));
         let new_k =
             empty_device::<R, f32>(client.clone(), device.clone(), Shape::new([b, heads, 1, d]));
@@ -269,8 +254,8 @@ where
                 CubeDim::new_1d(attention::ATTENTION_THREADS),
                 qkv.into_array_arg(),
                 bias.into_array_arg(),
-                table(rope.0).into_array_arg(),
-                table(rope.1).into_array_arg(),
+                float_arg(rope.0.clone()).into_array_arg(),
+                float_arg(rope.1.clone()).into_array_arg(),
                 past_k.into_array_arg(),
                 past_v.into_array_arg(),
                 y.clone().into_array_arg(),
@@ -355,8 +340,7 @@ where
     ) -> Option<(Tensor<Self, 3>, Kv<Self>)> {
         let [b, s, e] = x.dims();
         let (heads, d) = (pack.heads, pack.head_dim);
-        let t0 = past.map_or(0, |past| past.len);
-        let capacity = past.map_or(0, |past| past.buffers.len());
+        let (t0, capacity) = cache_extent(past);
         let fits = s == 1
             && t0 < block::MAX_KEYS as usize
             && b as u32 <= MAX_GRID
@@ -364,20 +348,11 @@ where
         if !fits {
             return None;
         }
-        let float = |t: TensorPrimitive<Self>| -> CubeTensor<R> { into_contiguous(t.tensor()) };
-        let x = float(x.clone().into_primitive());
+        let x = float_arg(x.clone());
         assert_eq!(x.dtype, DType::F32, "the kernels compute in f32");
         let client = x.client.clone();
         let device = x.device.clone();
-        let table = |t: &Tensor<Self, 2>| float(t.clone().into_primitive());
-        // Without a cache the kernel reads no key or value: any buffer will do.
-        let (past_k, past_v) = match past {
-            Some(past) => (
-                float(past.buffers.k.clone().into_primitive()),
-                float(past.buffers.v.clone().into_primitive()),
-            ),
-            None => (x.clone(), x.clone()),
-        };
+        let (past_k, past_v) = cache_args(past, &x);
         let out = empty_device::<R, f32>(client.clone(), device.clone(), Shape::new([b, 1, e]));
         let new_kv =
             empty_device::<R, f32>(client.clone(), device, Shape::new([2, b, heads, 1, d]));
@@ -391,10 +366,10 @@ where
                 CubeCount::Static(b as u32, 1, 1),
                 CubeDim::new_1d(block::BLOCK_THREADS),
                 x.into_array_arg(),
-                float(pack.params.clone().into_primitive()).into_array_arg(),
+                float_arg(pack.params.clone()).into_array_arg(),
                 into_contiguous(pack.codes.clone().into_primitive()).into_array_arg(),
-                table(rope.0).into_array_arg(),
-                table(rope.1).into_array_arg(),
+                float_arg(rope.0.clone()).into_array_arg(),
+                float_arg(rope.1.clone()).into_array_arg(),
                 past_k.into_array_arg(),
                 past_v.into_array_arg(),
                 out.clone().into_array_arg(),
@@ -420,5 +395,43 @@ where
                 v: half(1),
             },
         ))
+    }
+}
+
+/// A float tensor as a contiguous kernel argument.
+fn float_arg<R, F, I, BT, const D: usize>(t: Tensor<CubeBackend<R, F, I, BT>, D>) -> CubeTensor<R>
+where
+    R: CubeRuntime,
+    F: FloatElement,
+    I: IntElement,
+    BT: BoolElement,
+{
+    into_contiguous(t.into_primitive().tensor())
+}
+
+/// The committed positions and the rows per head of the buffers holding them (0, 0 without a
+/// cache): the decoding kernels read the buffers whole, rows 0..t0 of `capacity` per head.
+fn cache_extent<B: Backend>(past: Option<&Past<B>>) -> (usize, usize) {
+    past.map_or((0, 0), |past| (past.len, past.buffers.len()))
+}
+
+/// The cache's key and value buffers as kernel arguments. Without a cache the kernels read no
+/// key or value (t0 = 0), so `placeholder` stands in for both.
+fn cache_args<R, F, I, BT>(
+    past: Option<&Past<CubeBackend<R, F, I, BT>>>,
+    placeholder: &CubeTensor<R>,
+) -> (CubeTensor<R>, CubeTensor<R>)
+where
+    R: CubeRuntime,
+    F: FloatElement,
+    I: IntElement,
+    BT: BoolElement,
+{
+    match past {
+        Some(past) => (
+            float_arg(past.buffers.k.clone()),
+            float_arg(past.buffers.v.clone()),
+        ),
+        None => (placeholder.clone(), placeholder.clone()),
     }
 }

@@ -7,6 +7,12 @@ use cubecl::prelude::*;
 /// Threads per workgroup.
 pub const GATE_THREADS: u32 = 64;
 
+/// silu(gate) * up.
+#[cube]
+pub(super) fn silu_times(gate: f32, up: f32) -> f32 {
+    gate / (1.0f32 + f32::exp(-gate)) * up
+}
+
 /// out [rows, i] = silu(h[:, ..i]) * h[:, i..] for h [rows, 2i]; one thread per output, spread
 /// over two grid dimensions (WebGPU allows at most 65535 workgroups along each).
 #[cube(launch_unchecked)]
@@ -17,6 +23,6 @@ pub fn silu_gate(h: &Array<f32>, out: &mut Array<f32>, rows: u32, i: u32) {
         let c = at % i;
         let gate = h[(row * 2 * i + c) as usize];
         let up = h[(row * 2 * i + i + c) as usize];
-        out[at as usize] = gate / (1.0f32 + f32::exp(-gate)) * up;
+        out[at as usize] = silu_times(gate, up);
     }
 }

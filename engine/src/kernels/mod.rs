@@ -28,6 +28,8 @@ pub mod gate;
 pub mod norm;
 #[cfg(feature = "wgpu")]
 pub mod qmatmul;
+#[cfg(feature = "wgpu")]
+mod reduce;
 
 use burn::module::{
     AutodiffModule, Content, Devices, EmptyRecord, Module, ModuleDisplay, ModuleDisplayDefault,

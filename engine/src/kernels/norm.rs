@@ -5,6 +5,8 @@
 
 use cubecl::prelude::*;
 
+use super::reduce::workgroup_reduce;
+
 /// Threads per workgroup (one row).
 pub const NORM_THREADS: u32 = 64;
 
@@ -43,19 +45,10 @@ pub fn rms_norm(
             i += NORM_THREADS;
         }
     }
-    let mut smem = SharedMemory::<f32>::new(NORM_THREADS as usize);
-    smem[t as usize] = sum;
-    sync_cube();
-    #[unroll]
-    for i in 0..6u32 {
-        let s = 32u32 >> i;
-        if t < s {
-            smem[t as usize] = smem[t as usize] + smem[(t + s) as usize];
-        }
-        sync_cube();
-    }
+    let mut red = SharedMemory::<f32>::new(NORM_THREADS as usize);
+    let total = workgroup_reduce(sum, &mut red, NORM_THREADS, false);
     if row < rows {
-        let inv = 1.0f32 / f32::sqrt(smem[0] / f32::cast_from(dim) + eps);
+        let inv = 1.0f32 / f32::sqrt(total / f32::cast_from(dim) + eps);
         let mut i = t;
         while i < dim {
             let at = (row * dim + i) as usize;

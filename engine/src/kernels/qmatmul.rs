@@ -13,6 +13,8 @@
 
 use cubecl::prelude::*;
 
+use super::reduce::workgroup_reduce;
+
 /// Threads per workgroup of the matrix-vector kernels.
 pub const GEMV_THREADS: u32 = 64;
 /// The matrix-matrix kernel's tile: TM rows x TN columns per workgroup of 16 x 16 threads,
@@ -91,6 +93,8 @@ pub fn gemv(
     #[comptime] q4: bool,
     #[comptime] narrow: bool,
 ) {
+    let (x, codes) = (x.to_slice(), codes.to_slice());
+    let (scales, mins) = (scales.to_slice(), mins.to_slice());
     if narrow {
         let col = CUBE_POS_X * GEMV_THREADS + UNIT_POS_X;
         let row = CUBE_POS_Y;
@@ -98,17 +102,7 @@ pub fn gemv(
             let mut acc = 0.0f32;
             for g in 0..k / 32 {
                 let xg = (row * k + g * 32) as usize;
-                acc += group_dot(
-                    &x.to_slice(),
-                    &codes.to_slice(),
-                    &scales.to_slice(),
-                    &mins.to_slice(),
-                    col,
-                    g,
-                    k,
-                    xg,
-                    q4,
-                );
+                acc += group_dot(&x, &codes, &scales, &mins, col, g, k, xg, q4);
             }
             out[(row * out_stride + col_offset + col) as usize] = acc;
         }
@@ -121,33 +115,14 @@ pub fn gemv(
             let mut g = t;
             while g < k / 32 {
                 let xg = (row * k + g * 32) as usize;
-                acc += group_dot(
-                    &x.to_slice(),
-                    &codes.to_slice(),
-                    &scales.to_slice(),
-                    &mins.to_slice(),
-                    col,
-                    g,
-                    k,
-                    xg,
-                    q4,
-                );
+                acc += group_dot(&x, &codes, &scales, &mins, col, g, k, xg, q4);
                 g += GEMV_THREADS;
             }
         }
-        let mut smem = SharedMemory::<f32>::new(GEMV_THREADS as usize);
-        smem[t as usize] = acc;
-        sync_cube();
-        #[unroll]
-        for i in 0..6u32 {
-            let s = 32u32 >> i;
-            if t < s {
-                smem[t as usize] = smem[t as usize] + smem[(t + s) as usize];
-            }
-            sync_cube();
-        }
+        let mut red = SharedMemory::<f32>::new(GEMV_THREADS as usize);
+        let total = workgroup_reduce(acc, &mut red, GEMV_THREADS, false);
         if t == 0 && col < n {
-            out[(row * out_stride + col_offset + col) as usize] = smem[0];
+            out[(row * out_stride + col_offset + col) as usize] = total;
         }
     }
 }
