@@ -473,9 +473,9 @@ mod whole_model {
         }
     }
 
-    /// A core block decoding one position (two sequences) as one kernel and op by op (the
-    /// other kernels): with and without the q/k bias, an empty cache and one of 37 positions in
-    /// buffers of 64.
+    /// A core block as one kernel and op by op (the other kernels), two sequences: decoding
+    /// one position and a prefill of five, with and without the q/k bias, an empty cache and
+    /// one of 37 positions in buffers of 64.
     fn fused_block_agrees_with_op_by_op(dir: &std::path::Path) {
         let device = WgpuDevice::default();
         let model = load_dir::<Wgpu>(dir, &device).unwrap().model;
@@ -496,8 +496,8 @@ mod whole_model {
             assert!(fused.fused.0.is_some(), "the block packs");
             let mut op_by_op = fused.clone();
             op_by_op.fused = Fused(None);
-            for (t0, capacity) in [(0, 0), (37, 64)] {
-                let x = tensor(vec![2, 1, e]).reshape([2, 1, e]);
+            for (positions, t0, capacity) in [(1, 0, 0), (1, 37, 64), (5, 0, 0), (5, 37, 64)] {
+                let x = tensor(vec![2, positions, e]).reshape([2, positions, e]);
                 let past = (t0 > 0).then(|| Past {
                     buffers: Kv {
                         k: tensor(vec![2, heads, capacity, d]).reshape([2, heads, capacity, d]),
@@ -523,7 +523,8 @@ mod whole_model {
                     let error = relative_error(a, b);
                     assert!(
                         error < 1e-4,
-                        "{name} off by {error} (bias {with_bias}, {t0} cached)"
+                        "{name} off by {error} (bias {with_bias}, {positions} positions, \
+                         {t0} cached)"
                     );
                 }
             }
@@ -536,7 +537,7 @@ mod whole_model {
     }
 
     #[test]
-    fn a_q8_block_decodes_as_one_kernel_as_op_by_op() {
+    fn a_q8_block_runs_as_one_kernel_as_op_by_op() {
         fused_block_agrees_with_op_by_op(&model_dir("loopscope-tiny-q8"));
     }
 

@@ -1,6 +1,6 @@
 //! `Kernels` on burn's CubeCL backends (`burn::backend::Wgpu`): codes uploaded as u32
 //! words, products by the kernels in `qmatmul`; RMSNorm, the MLP's gate and decoding
-//! attention by those in `norm`, `gate` and `attention`; a whole decoded block by `block`.
+//! attention by those in `norm`, `gate` and `attention`; a whole block by `block`.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Shape, Tensor, TensorData, TensorPrimitive};
@@ -331,20 +331,20 @@ where
         })
     }
 
-    fn decode_block(
+    fn fused_block(
         pack: &BlockPack<Self>,
         x: &Tensor<Self, 3>,
         rope: (&Tensor<Self, 2>, &Tensor<Self, 2>),
-        position: usize,
+        start: usize,
         past: Option<&Past<Self>>,
     ) -> Option<(Tensor<Self, 3>, Kv<Self>)> {
         let [b, s, e] = x.dims();
         let (heads, d) = (pack.heads, pack.head_dim);
         let (t0, capacity) = cache_extent(past);
-        let fits = s == 1
-            && t0 < block::MAX_KEYS as usize
+        let fits = t0 + s <= block::MAX_KEYS as usize
             && b as u32 <= MAX_GRID
-            && position < rope.0.dims()[0];
+            && s as u32 <= MAX_GRID
+            && start + s <= rope.0.dims()[0];
         if !fits {
             return None;
         }
@@ -353,46 +353,61 @@ where
         let client = x.client.clone();
         let device = x.device.clone();
         let (past_k, past_v) = cache_args(past, &x);
-        let out = empty_device::<R, f32>(client.clone(), device.clone(), Shape::new([b, 1, e]));
-        let new_kv =
-            empty_device::<R, f32>(client.clone(), device, Shape::new([2, b, heads, 1, d]));
-        // SAFETY: `pack_block` checked the shapes against the kernel's workgroup buffers and
-        // packed params and codes at the lengths the kernel's offsets imply; x and out are
-        // [b, e], the tables [context, d] read at row `position` < context, the cache
-        // [b, heads, capacity, d] read at rows < t0 <= capacity, new_kv [2, b, heads, d].
-        unsafe {
-            block::decode_block::launch_unchecked::<R>(
-                &client,
-                CubeCount::Static(b as u32, 1, 1),
-                CubeDim::new_1d(block::BLOCK_THREADS),
-                x.into_array_arg(),
-                float_arg(pack.params.clone()).into_array_arg(),
-                into_contiguous(pack.codes.clone().into_primitive()).into_array_arg(),
-                float_arg(rope.0.clone()).into_array_arg(),
-                float_arg(rope.1.clone()).into_array_arg(),
-                past_k.into_array_arg(),
-                past_v.into_array_arg(),
-                out.clone().into_array_arg(),
-                new_kv.clone().into_array_arg(),
-                heads as u32,
-                d as u32,
-                pack.intermediate as u32,
-                t0 as u32,
-                capacity as u32,
-                position as u32,
-                (1.0 / (d as f64).sqrt()) as f32,
-                pack.eps as f32,
-                pack.format == Format::Q4,
-                pack.has_bias,
-            );
+        let out = empty_device::<R, f32>(client.clone(), device.clone(), Shape::new([b, s, e]));
+        // Keys and values, and the queries between two stages.
+        let planes = if s == 1 { 2 } else { 3 };
+        let fresh =
+            empty_device::<R, f32>(client.clone(), device, Shape::new([planes, b, heads, s, d]));
+        let params = float_arg(pack.params.clone());
+        let codes = into_contiguous(pack.codes.clone().into_primitive());
+        let (cos, sin) = (float_arg(rope.0.clone()), float_arg(rope.1.clone()));
+        let stages: &[(bool, bool)] = if s == 1 {
+            &[(true, true)]
+        } else {
+            &[(true, false), (false, true)]
+        };
+        for &(project, finish) in stages {
+            // SAFETY: `pack_block` checked the shapes against the kernel's workgroup buffers
+            // and packed params and codes at the lengths the kernel's offsets imply; x and out
+            // are [b, s, e], the tables [context, d] read at rows below start + s <= context,
+            // the cache [b, heads, capacity, d] read at rows < t0 <= capacity, fresh [planes,
+            // b, heads, s, d] with the query plane wherever a stage writes or reads it.
+            unsafe {
+                block::block::launch_unchecked::<R>(
+                    &client,
+                    CubeCount::Static(b as u32, s as u32, 1),
+                    CubeDim::new_1d(block::BLOCK_THREADS),
+                    x.clone().into_array_arg(),
+                    params.clone().into_array_arg(),
+                    codes.clone().into_array_arg(),
+                    cos.clone().into_array_arg(),
+                    sin.clone().into_array_arg(),
+                    past_k.clone().into_array_arg(),
+                    past_v.clone().into_array_arg(),
+                    out.clone().into_array_arg(),
+                    fresh.clone().into_array_arg(),
+                    heads as u32,
+                    d as u32,
+                    pack.intermediate as u32,
+                    t0 as u32,
+                    capacity as u32,
+                    start as u32,
+                    (1.0 / (d as f64).sqrt()) as f32,
+                    pack.eps as f32,
+                    pack.format == Format::Q4,
+                    pack.has_bias,
+                    project,
+                    finish,
+                );
+            }
         }
-        let new_kv: Tensor<Self, 5> = Tensor::from_primitive(TensorPrimitive::Float(new_kv));
-        let half = |i: usize| new_kv.clone().narrow(0, i, 1).reshape([b, heads, 1, d]);
+        let fresh: Tensor<Self, 5> = Tensor::from_primitive(TensorPrimitive::Float(fresh));
+        let plane = |i: usize| fresh.clone().narrow(0, i, 1).reshape([b, heads, s, d]);
         Some((
             Tensor::from_primitive(TensorPrimitive::Float(out)),
             Kv {
-                k: half(0),
-                v: half(1),
+                k: plane(0),
+                v: plane(1),
             },
         ))
     }

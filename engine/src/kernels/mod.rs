@@ -8,8 +8,9 @@
 //! - the gated MLP's silu(gate) * up: one dispatch instead of about eight;
 //! - decoding attention (bias, RoPE, the cache, softmax, the weighted sum): one dispatch
 //!   instead of about thirty;
-//! - a whole sandwich block of packed q8/q4 weights for one decoded position (`block`): one
-//!   dispatch instead of ten, where the model is small enough for one workgroup to hold it.
+//! - a whole sandwich block of packed q8/q4 weights (`block`): one dispatch instead of ten when
+//!   decoding, two instead of about thirty in a prefill, where the model is small enough for
+//!   one workgroup to hold a position.
 //!
 //! All of them matter because decoding a small model costs dispatches, not arithmetic.
 //!
@@ -45,7 +46,7 @@ use crate::quant::{Format, Quantized, GROUP};
 /// larger matrices are split by output columns.
 pub const MAX_BINDING_BYTES: usize = 128 << 20;
 
-/// A sandwich block's weights as `decode_block` reads them, packed once at load.
+/// A sandwich block's weights as `fused_block` reads them, packed once at load.
 #[derive(Clone, Debug)]
 pub struct BlockPack<B: Backend> {
     pub format: Format,
@@ -177,25 +178,25 @@ pub trait Kernels: Backend {
         None
     }
 
-    /// `block`'s weights packed for `decode_block`; `None` where the backend has no such
+    /// `block`'s weights packed for `fused_block`; `None` where the backend has no such
     /// kernel or the block does not fit it (dense weights, shapes past its limits).
     fn pack_block(block: &SandwichBlock<Self>) -> Option<BlockPack<Self>> {
         let _ = block;
         None
     }
 
-    /// The whole block for one new position per sequence: x [b, 1, e] at `position`, attending
-    /// to `past` followed by itself (the math of `SandwichBlock::forward`). Returns the block's
-    /// output [b, 1, e] and the new position's keys and values ([b, heads, 1, d]); `None`
-    /// where the kernel cannot take this call (the caller runs the block op by op).
-    fn decode_block(
+    /// The whole block for the positions of x [b, s, e], the first at `start`, attending to
+    /// `past` followed by themselves (the math of `SandwichBlock::forward`). Returns the block's
+    /// output [b, s, e] and the positions' keys and values ([b, heads, s, d]); `None` where the
+    /// kernel cannot take this call (the caller runs the block op by op).
+    fn fused_block(
         pack: &BlockPack<Self>,
         x: &Tensor<Self, 3>,
         rope: (&Tensor<Self, 2>, &Tensor<Self, 2>),
-        position: usize,
+        start: usize,
         past: Option<&Past<Self>>,
     ) -> Option<(Tensor<Self, 3>, Kv<Self>)> {
-        let _ = (pack, x, rope, position, past);
+        let _ = (pack, x, rope, start, past);
         None
     }
 }
@@ -283,7 +284,7 @@ constant_module!(Packed, |weight| match weight {
     QWeight::Dense(_) => "dense".to_string(),
 });
 
-/// A sandwich block packed for `decode_block`, as a field of the block.
+/// A sandwich block packed for `fused_block`, as a field of the block.
 #[derive(Clone, Debug)]
 pub struct Fused<B: Backend>(pub Option<BlockPack<B>>);
 

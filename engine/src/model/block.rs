@@ -21,7 +21,7 @@ pub struct SandwichBlock<B: Backend> {
     pub mlp: GatedMlp<B>,
     pub norm_3: RmsNorm<B>,
     pub norm_4: RmsNorm<B>,
-    /// The same weights packed for one-kernel decoding, where the backend has it.
+    /// The same weights packed for the one-kernel block, where the backend has it.
     pub fused: Fused<B>,
 }
 
@@ -61,9 +61,9 @@ impl<B: Kernels> SandwichBlock<B> {
         start: usize,
         past: Option<&Past<B>>,
     ) -> (Tensor<B, 3>, Kv<B>) {
-        if let (Some(pack), 1) = (&self.fused.0, x.dims()[1]) {
-            if let Some(decoded) = B::decode_block(pack, &x, rope.tables(), start, past) {
-                return decoded;
+        if let Some(pack) = &self.fused.0 {
+            if let Some(fused) = B::fused_block(pack, &x, rope.tables(), start, past) {
+                return fused;
             }
         }
         let (attended, kv) = self
