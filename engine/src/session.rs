@@ -13,7 +13,7 @@ use crate::error::{EngineError, Result};
 use crate::exit::{ExitCriterion, ExitTracker, LatentStep};
 use crate::kernels::Kernels;
 use crate::model::RecurrentModel;
-use crate::readback::{read, Batch, Parts};
+use crate::readback::{Batch, Parts};
 use crate::settings::ThinkingSettings;
 use crate::state::random_initial_state;
 use crate::trace::{top_tokens, Exit, IterationRecord, PositionTrace, Record, TopToken, Trace};
@@ -49,6 +49,11 @@ impl Finish {
         }
     }
 }
+
+/// Iterations a position runs before the exit criterion reads what it needs of them, in one
+/// readback: every readback waits for the GPU to finish all queued work, which costs more than an
+/// iteration of a small model, and the iterations run past the exit are dropped.
+pub const LOOKAHEAD: usize = 4;
 
 /// Awaited after every core iteration: lets a browser caller give the event loop a turn.
 pub type Pause<'m> = Box<dyn Fn() -> Pin<Box<dyn Future<Output = ()>>> + 'm>;
@@ -245,8 +250,11 @@ impl<'m, B: Kernels> Session<'m, B> {
         } else {
             Exit::MaxSteps
         };
-        for iteration in 0..max_steps {
-            let previous = state;
+        // Iterations run but not yet judged by the exit criterion.
+        let mut ahead: Vec<Ahead<B>> = Vec::new();
+        let mut overshot = false;
+        'think: for iteration in 0..max_steps {
+            let previous = state.clone();
             state = model.core_forward(
                 previous.clone(),
                 embedded.clone(),
@@ -254,61 +262,87 @@ impl<'m, B: Kernels> Session<'m, B> {
                 start,
                 &mut pending,
             );
-            iterations = iteration + 1;
-            // What the exit criterion reads comes back now; what only the trace wants waits.
-            let lens = match need_lens {
-                true => {
-                    let logits = model.coda_forward(state.clone(), start, &mut pending);
-                    Some(Part::fetch(logits, criterion.needs_lens(), &mut batch).await?)
-                }
-                false => None,
-            };
-            let latents = match need_latents {
-                true => {
-                    let steps = latent_steps(&previous, &state);
-                    Some(Part::fetch(steps, criterion.needs_latents(), &mut batch).await?)
-                }
-                false => None,
-            };
+            let lens = need_lens.then(|| model.coda_forward(state.clone(), start, &mut pending));
+            let latents = need_latents.then(|| latent_steps(&previous, &state));
             let snapshot = Snapshot::queue(model, &state, record, &mut batch).await?;
-            let values: Vec<Option<f32>> = (0..s)
-                .map(|p| {
-                    let lens = lens.as_ref().and_then(|l| l.host(p, vocab));
-                    let latent = latents
-                        .as_ref()
-                        .and_then(|l| l.host(p, 4))
-                        .map(LatentStep::from);
-                    trackers[p].observe(lens, latent)
-                })
-                .collect();
-            let last_value = values[s - 1];
-            if recording {
-                steps.push(PendingStep {
-                    snapshot,
-                    lens: (lens.as_ref())
-                        .filter(|_| record.lens_top_k > 0)
-                        .map(|l| l.for_trace(s, vocab, record.lens_top_k)),
-                    latents: (latents.as_ref())
-                        .filter(|_| record.deltas)
-                        .map(|l| l.for_trace(s, 4, 0)),
-                    values,
-                });
-            }
-            last_lens = lens;
+            ahead.push(Ahead {
+                state: state.clone(),
+                lens,
+                latents,
+                snapshot,
+            });
             if let Some(pause) = &self.pause {
                 pause().await;
             }
-            if iterations >= settings.min_steps && criterion.is_met(last_value) {
-                exit = Exit::Converged;
-                break;
+            let last = iteration + 1 == max_steps;
+            let judge = criterion != ExitCriterion::None
+                && ahead.len() >= LOOKAHEAD
+                && iteration + 1 >= settings.min_steps;
+            if !(judge || last) {
+                continue;
             }
+            // What the criterion reads comes back now, for the whole window in one readback;
+            // what only the trace wants waits for the end of the token.
+            let mut now = Batch::default();
+            let mut parts = Vec::new();
+            for ran in &mut ahead {
+                let lens = ran.lens.take();
+                let latents = ran.latents.take();
+                parts.push((
+                    Fetch::queue(lens, criterion.needs_lens(), &mut now, &mut batch).await?,
+                    Fetch::queue(latents, criterion.needs_latents(), &mut now, &mut batch).await?,
+                ));
+            }
+            let read = now.finish().await?;
+            let window = ahead.len();
+            for (offset, (ran, (lens, latents))) in ahead.drain(..).zip(parts).enumerate() {
+                let lens = lens.map(|part| part.into_part(&read));
+                let latents = latents.map(|part| part.into_part(&read));
+                iterations += 1;
+                let values: Vec<Option<f32>> = (0..s)
+                    .map(|p| {
+                        let lens = lens.as_ref().and_then(|l| l.host(p, vocab));
+                        let latent = latents
+                            .as_ref()
+                            .and_then(|l| l.host(p, 4))
+                            .map(LatentStep::from);
+                        trackers[p].observe(lens, latent)
+                    })
+                    .collect();
+                let last_value = values[s - 1];
+                if recording {
+                    steps.push(PendingStep {
+                        snapshot: ran.snapshot,
+                        lens: (lens.as_ref())
+                            .filter(|_| record.lens_top_k > 0)
+                            .map(|l| l.for_trace(s, vocab, record.lens_top_k)),
+                        latents: (latents.as_ref())
+                            .filter(|_| record.deltas)
+                            .map(|l| l.for_trace(s, 4, 0)),
+                        values,
+                    });
+                }
+                last_lens = lens;
+                state = ran.state;
+                if iterations >= settings.min_steps && criterion.is_met(last_value) {
+                    exit = Exit::Converged;
+                    overshot = offset + 1 < window;
+                    break 'think;
+                }
+            }
+        }
+        // Iterations past the exit left the coda's keys and values of a later state: the coda
+        // runs again on the state the position keeps (the core's writes past the exit are
+        // dropped by the commit, which takes the iteration count).
+        if overshot {
+            model.coda_forward(state.clone(), start, &mut pending);
         }
         // The lens of the last iteration is the output; without a lens, run the coda once now.
         let output = match last_lens {
             Some(lens) => lens,
             None => {
                 let logits = model.coda_forward(state.clone(), start, &mut pending);
-                Part::fetch(logits, false, &mut batch).await?
+                Part::Queued(batch.queue(logits).await?)
             }
         };
         let writes = pending.finish();
@@ -346,6 +380,15 @@ impl<'m, B: Kernels> Session<'m, B> {
     }
 }
 
+/// An iteration run ahead of the exit criterion's decision.
+struct Ahead<B: Backend> {
+    state: Tensor<B, 3>,
+    /// Lens logits and latent steps on the device, as far as the criterion or the trace needs.
+    lens: Option<Tensor<B, 3>>,
+    latents: Option<Tensor<B, 3>>,
+    snapshot: Snapshot,
+}
+
 /// The state and ln_f(state), queued as far as `record` asks for them.
 struct Snapshot {
     states: Option<usize>,
@@ -378,18 +421,41 @@ enum Part {
     Queued(usize),
 }
 
-impl Part {
-    async fn fetch<B: Kernels>(
-        tensor: Tensor<B, 3>,
+/// One iteration's lens or latents until the exit criterion judges its window.
+enum Fetch {
+    /// Queued to come back with the window's decision.
+    Now(usize),
+    /// Not read for the decision: queued with the token's trace.
+    Later(Part),
+}
+
+impl Fetch {
+    /// Queues `tensor`, where there is one, with the decision (`now`) or with the trace.
+    async fn queue<B: Kernels>(
+        tensor: Option<Tensor<B, 3>>,
         now: bool,
-        batch: &mut Batch<B>,
-    ) -> Result<Self> {
-        Ok(match now {
-            true => Self::Host(read(tensor).await?),
-            false => Self::Queued(batch.queue(tensor).await?),
-        })
+        decision: &mut Batch<B>,
+        trace: &mut Batch<B>,
+    ) -> Result<Option<Self>> {
+        let Some(tensor) = tensor else {
+            return Ok(None);
+        };
+        Ok(Some(match now {
+            true => Self::Now(decision.queue(tensor).await?),
+            false => Self::Later(Part::Queued(trace.queue(tensor).await?)),
+        }))
     }
 
+    /// The part, once the decision's batch has come back.
+    fn into_part(self, decision: &Parts) -> Part {
+        match self {
+            Self::Now(part) => Part::Host(decision.get(part).to_vec()),
+            Self::Later(part) => part,
+        }
+    }
+}
+
+impl Part {
     /// Position `p`'s values if they are on the host already.
     fn host(&self, p: usize, width: usize) -> Option<&[f32]> {
         match self {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use burn::backend::NdArray;
 use loopscope_engine::folder::load_dir;
 use loopscope_engine::readback::reads_on_this_thread;
+use loopscope_engine::session::LOOKAHEAD;
 use loopscope_engine::trace::Exit;
 use loopscope_engine::{
     block_on, ExitCriterion, Finish, Record, RecurrentModel, Sampling, Session, ThinkingSettings,
@@ -140,13 +141,53 @@ fn a_token_reads_back_once_plus_what_the_exit_criterion_needs() {
         "every recorded state, lens and delta of a token comes back in one transfer"
     );
 
-    // The KL criterion reads the lens after every iteration; the recording still costs one more.
+    // The KL criterion reads the lens of LOOKAHEAD iterations at a time (the last window ends
+    // at the iteration limit); the recording still costs one more.
     for (record, extra) in [(Record::everything(5), 1), (Record::default(), 0)] {
         let before = reads_on_this_thread();
         let (trace, _) = generate(&model, sampled(5), record, 4);
         // One feed per picked token: the prompt's last position, then each fed token.
-        let want: usize = trace.generated().map(|p| p.iterations + extra).sum();
+        let want: usize = trace
+            .generated()
+            .map(|p| p.iterations.div_ceil(LOOKAHEAD) + extra)
+            .sum();
         assert_eq!(reads_on_this_thread() - before, want, "{record:?}");
+    }
+}
+
+#[test]
+fn iterations_run_past_the_exit_leave_nothing_behind() {
+    // The KL exit judges LOOKAHEAD iterations at a time and drops those past the exit. Replaying
+    // the counts it chose as fixed overrides runs nothing past them: the tokens, states and
+    // lens must be the same, so the dropped iterations touched neither the cache nor the trace.
+    let model = model();
+    let record = Record::everything(5);
+    let (judged, _) = generate(&model, sampled(3), record, 8);
+    assert!(
+        judged
+            .positions
+            .iter()
+            .any(|p| p.exit == Exit::Converged && p.iterations % LOOKAHEAD != 0),
+        "some position exits inside a window"
+    );
+    let mut fixed = sampled(3);
+    for p in &judged.positions {
+        fixed.overrides.insert(p.position, p.iterations);
+    }
+    let (replayed, _) = generate(&model, fixed, record, 8);
+    assert_eq!(judged.positions.len(), replayed.positions.len());
+    for (a, b) in judged.positions.iter().zip(&replayed.positions) {
+        assert_eq!(
+            (a.token, a.next, a.iterations),
+            (b.token, b.next, b.iterations)
+        );
+        assert_eq!(b.exit, Exit::Fixed);
+        for (x, y) in a.steps.iter().zip(&b.steps) {
+            assert_eq!(
+                (&x.state, &x.normed, &x.lens),
+                (&y.state, &y.normed, &y.lens)
+            );
+        }
     }
 }
 
