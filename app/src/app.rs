@@ -1,12 +1,13 @@
 //! The page: loads a model, generates, and keeps the views in step with the controls.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use loopscope_engine::trace::PositionTrace;
 use loopscope_engine::EngineError;
 use wasm_bindgen::JsCast;
 use web_sys::HtmlInputElement;
@@ -61,11 +62,7 @@ async fn load_model(page: Page, source: ModelSource, name: String) {
             let name = name.clone();
             let on_progress = move |p: Progress| {
                 page.progress.set(Some(p));
-                let percent = if p.total > 0 {
-                    100 * p.loaded / p.total
-                } else {
-                    0
-                };
+                let percent = (100 * p.loaded).checked_div(p.total).unwrap_or(0);
                 page.status.set(Status::Loading(format!(
                     "{name}: {percent}% ({} of {})",
                     megabytes(p.loaded),
@@ -131,7 +128,7 @@ async fn load_model(page: Page, source: ModelSource, name: String) {
             page.model.set(Some(model.clone()));
             recovery::recovered();
             if let Some((link, on)) = share::link_for(page, &model, kind) {
-                generate(page, Run::Link(link, on));
+                generate(page, Run::Link(Box::new(link), on));
             }
         }
         Err(e) => {
@@ -156,7 +153,7 @@ enum Run {
     Control(f64),
     /// An opened link is re-run with its own settings, to check that it reproduces (on the
     /// backend named in words).
-    Link(Snapshot, String),
+    Link(Box<Snapshot>, String),
 }
 
 /// Generates with the current prompt and controls, or with a link's.
@@ -195,27 +192,50 @@ fn generate(page: Page, run: Run) {
     spawn_local(async move {
         let started = now();
         let first = Cell::new(None);
-        let mut fresh = Some(fresh);
-        let tokenizer = engine.tokenizer().expect("loaded engines have a tokenizer");
-        let result = engine
-            .generate(&prompt, settings, max_tokens, |position| {
-                if !is_current(ticket) {
-                    return false;
+        // Tokens wait here until the runner gives the browser a turn: one update of the
+        // generation, and so one redraw of the views, for all of them.
+        let received: Rc<RefCell<Vec<PositionTrace>>> = Rc::default();
+        let show: Rc<dyn Fn()> = {
+            let (received, engine) = (received.clone(), engine.clone());
+            let fresh = RefCell::new(Some(fresh));
+            Rc::new(move || {
+                let tokens = std::mem::take(&mut *received.borrow_mut());
+                if tokens.is_empty() || !is_current(ticket) {
+                    return;
                 }
-                if first.get().is_none() {
-                    first.set(Some(now() - started));
-                }
-                if let Some(fresh) = fresh.take() {
+                if let Some(fresh) = fresh.borrow_mut().take() {
                     page.generation.set(fresh);
                 }
-                page.generation
-                    .update(|g| g.push(position.clone(), |id| tokenizer.token_text(id)));
-                true
+                let tokenizer = engine.tokenizer().expect("loaded engines have a tokenizer");
+                page.generation.update(|g| {
+                    for position in tokens {
+                        g.push(position, |id| tokenizer.token_text(id));
+                    }
+                });
             })
+        };
+        let result = engine
+            .generate(
+                &prompt,
+                settings,
+                max_tokens,
+                |position| {
+                    if !is_current(ticket) {
+                        return false;
+                    }
+                    if first.get().is_none() {
+                        first.set(Some(now() - started));
+                    }
+                    received.borrow_mut().push(position.clone());
+                    true
+                },
+                show.clone(),
+            )
             .await;
         if !is_current(ticket) {
             return;
         }
+        show();
         page.generation.update(Generation::finish);
         let elapsed = now() - started;
         let count = page.generation.with_untracked(|g| g.tokens.len());
@@ -289,7 +309,7 @@ pub fn App() -> impl IntoView {
             .zip(kind)
             .and_then(|(m, kind)| share::link_for(page, &m, kind))
         {
-            Some((link, on)) => generate(page, Run::Link(link, on)),
+            Some((link, on)) => generate(page, Run::Link(Box::new(link), on)),
             None => load_from(page, source),
         }
     });

@@ -169,7 +169,7 @@ async fn open(url: &str, cache: Option<&Cache>) -> Result<Source, LoadError> {
             message: js_message(&e),
         })?
         .dyn_into()
-        .map_err(|e| browser(e.into()))?;
+        .map_err(browser)?;
     if !response.ok() {
         return Err(LoadError::Http {
             url: url.into(),
@@ -247,7 +247,7 @@ async fn read_body(
         let value: Uint8Array = Reflect::get(&chunk, &"value".into())
             .map_err(browser)?
             .dyn_into()
-            .map_err(|e| browser(e.into()))?;
+            .map_err(browser)?;
         let start = bytes.len();
         bytes.resize(start + value.length() as usize, 0);
         value.copy_to(&mut bytes[start..]);

@@ -29,6 +29,8 @@ pub const RECORD: Record = Record {
     lens_top_k: 5,
 };
 
+// One engine lives behind an `Rc` for as long as its model is loaded: the size is paid once.
+#[allow(clippy::large_enum_variant)]
 pub enum Engine {
     Gpu(LoadedModel<Gpu>),
     Cpu(LoadedModel<Cpu>),
@@ -79,23 +81,32 @@ impl Engine {
         let tokenizer = self
             .tokenizer()
             .expect("load refuses folders without a tokenizer");
-        self.generate(prompt, settings, 2, |position| {
-            generation.push(position.clone(), |id| tokenizer.token_text(id));
-            true
-        })
+        self.generate(
+            prompt,
+            settings,
+            2,
+            |position| {
+                generation.push(position.clone(), |id| tokenizer.token_text(id));
+                true
+            },
+            Rc::new(|| {}),
+        )
         .await?;
         generation.finish();
         Ok(generation)
     }
 
     /// Generates from `prompt`, calling `on_token` with each generated token's position (and
-    /// stopping when it returns false).
+    /// stopping when it returns false). `show` puts the tokens received so far on the page: it
+    /// runs before each of the run's turns of the browser, so that the frame painted then shows
+    /// them, and the caller runs it once more at the end.
     pub async fn generate(
         &self,
         prompt: &str,
         settings: ThinkingSettings,
         max_tokens: usize,
         on_token: impl FnMut(&PositionTrace) -> bool,
+        show: Rc<dyn Fn()>,
     ) -> Result<Finish, EngineError> {
         let tokenizer = self
             .tokenizer()
@@ -106,8 +117,8 @@ impl Engine {
         let ids = tokenizer.encode(prompt)?;
         let stop: Vec<u32> = tokenizer.token_id("<eos>").into_iter().collect();
         match self {
-            Self::Gpu(m) => run(m, &ids, &stop, settings, max_tokens, on_token).await,
-            Self::Cpu(m) => run(m, &ids, &stop, settings, max_tokens, on_token).await,
+            Self::Gpu(m) => run(m, &ids, &stop, settings, max_tokens, on_token, show).await,
+            Self::Cpu(m) => run(m, &ids, &stop, settings, max_tokens, on_token, show).await,
         }
     }
 }
@@ -119,49 +130,30 @@ async fn run<B: Kernels>(
     settings: ThinkingSettings,
     max_tokens: usize,
     mut on_token: impl FnMut(&PositionTrace) -> bool,
+    show: Rc<dyn Fn()>,
 ) -> Result<Finish, EngineError> {
-    let busy = Rc::new(Busy::default());
-    busy.restart();
+    let turns = Rc::new(Turns::new(show));
     LONGEST_DRAW.set(0.0);
     let pause = {
-        let busy = busy.clone();
+        let turns = turns.clone();
         move || -> Pin<Box<dyn Future<Output = ()>>> {
-            // Give the browser a turn every frame's worth of work, not after every iteration:
-            // each timer costs a few milliseconds.
-            if now() - busy.since.get() < SLICE_MS {
-                return Box::pin(std::future::ready(()));
-            }
-            busy.model_worked();
-            let busy = busy.clone();
-            Box::pin(async move {
-                yield_to_browser().await;
-                busy.restart();
-            })
+            let turns = turns.clone();
+            Box::pin(async move { turns.take_if_due().await })
         }
     };
     let mut session = Session::new(&loaded.model, settings, RECORD)?.with_pause(Box::new(pause));
     let finish = session
         .generate(ids, max_tokens, stop, async |position| {
-            busy.model_worked();
-            // The model's last slice and the view update with its redraws get a frame each:
-            // together they made the longest frames (100-120 ms on the CPU). Unless a pause
-            // has just yielded: another frame would then be an empty one.
-            if now() - busy.since.get() > JUST_YIELDED_MS {
-                yield_to_browser().await;
-            }
-            let started = now();
             let go_on = on_token(position);
-            busy.view.set(busy.view.get().max(now() - started));
-            yield_to_browser().await;
-            busy.restart();
+            turns.take_if_due().await;
             go_on
         })
         .await;
     web_sys::console::log_1(
         &format!(
             "loopscope: longest work between the page's own yields: model {:.0} ms, view update {:.0} ms, one view's drawing {:.0} ms (awaited GPU read-backs let the browser in too)",
-            busy.model.get(),
-            busy.view.get(),
+            turns.model.get(),
+            turns.view.get(),
             LONGEST_DRAW.get()
         )
         .into(),
@@ -169,23 +161,40 @@ async fn run<B: Kernels>(
     finish
 }
 
-/// The longest stretches a run kept the browser waiting, by who kept it: frozen frames come
-/// from one or the other.
-#[derive(Default)]
-struct Busy {
+/// A run's turns of the browser: one whenever the model has worked a slice since the last,
+/// after iterations and tokens alike, not after every token: each turn waits for a frame, so a
+/// turn a token would bound a fast GPU at the display's rate, and redrawing the views a token
+/// would cost more than the model. Keeps the longest stretches the browser waited, by who kept
+/// it: frozen frames come from one or the other.
+struct Turns {
+    show: Rc<dyn Fn()>,
     since: Cell<f64>,
     model: Cell<f64>,
     view: Cell<f64>,
 }
 
-impl Busy {
-    fn restart(&self) {
-        self.since.set(now());
+impl Turns {
+    fn new(show: Rc<dyn Fn()>) -> Self {
+        Self {
+            show,
+            since: Cell::new(now()),
+            model: Cell::new(0.0),
+            view: Cell::new(0.0),
+        }
     }
 
-    fn model_worked(&self) {
-        self.model
-            .set(self.model.get().max(now() - self.since.get()));
+    /// Shows the new tokens and lets the browser paint, if a slice of work is done.
+    async fn take_if_due(&self) {
+        let worked = now() - self.since.get();
+        if worked < SLICE_MS {
+            return;
+        }
+        self.model.set(self.model.get().max(worked));
+        let started = now();
+        (self.show)();
+        self.view.set(self.view.get().max(now() - started));
+        yield_to_browser().await;
+        self.since.set(now());
     }
 }
 
@@ -200,9 +209,6 @@ pub fn timed_draw<R>(draw: impl FnOnce() -> R) -> R {
 
 /// Longest stretch of model work between two turns of the browser's event loop.
 const SLICE_MS: f64 = 25.0;
-
-/// Model work since the last yield short enough to share a frame with the view update.
-const JUST_YIELDED_MS: f64 = 5.0;
 
 pub fn now() -> f64 {
     web_sys::window()
