@@ -117,17 +117,27 @@ impl Engine {
         let ids = tokenizer.encode(prompt)?;
         let stop: Vec<u32> = tokenizer.token_id("<eos>").into_iter().collect();
         match self {
-            Self::Gpu(m) => run(m, &ids, &stop, settings, max_tokens, on_token, show).await,
-            Self::Cpu(m) => run(m, &ids, &stop, settings, max_tokens, on_token, show).await,
+            Self::Gpu(m) => {
+                let session = Session::new(&m.model, settings, RECORD)?.with_lookahead(LOOKAHEAD);
+                run(session, &ids, &stop, max_tokens, on_token, show).await
+            }
+            Self::Cpu(m) => {
+                let session = Session::new(&m.model, settings, RECORD)?;
+                run(session, &ids, &stop, max_tokens, on_token, show).await
+            }
         }
     }
 }
 
+/// Iterations the exit criterion judges at a time on WebGPU: each readback there is a round
+/// trip to the browser's GPU process, which costs more than the iterations run past an exit.
+/// On the CPU the values are already at hand, and the criterion judges every iteration.
+const LOOKAHEAD: usize = 4;
+
 async fn run<B: Kernels>(
-    loaded: &LoadedModel<B>,
+    session: Session<'_, B>,
     ids: &[u32],
     stop: &[u32],
-    settings: ThinkingSettings,
     max_tokens: usize,
     mut on_token: impl FnMut(&PositionTrace) -> bool,
     show: Rc<dyn Fn()>,
@@ -141,7 +151,7 @@ async fn run<B: Kernels>(
             Box::pin(async move { turns.take_if_due().await })
         }
     };
-    let mut session = Session::new(&loaded.model, settings, RECORD)?.with_pause(Box::new(pause));
+    let mut session = session.with_pause(Box::new(pause));
     let finish = session
         .generate(ids, max_tokens, stop, async |position| {
             let go_on = on_token(position);

@@ -50,17 +50,14 @@ impl Finish {
     }
 }
 
-/// Iterations a position runs before the exit criterion reads what it needs of them, in one
-/// readback: every readback waits for the GPU to finish all queued work, which costs more than an
-/// iteration of a small model, and the iterations run past the exit are dropped.
-pub const LOOKAHEAD: usize = 4;
-
 /// Awaited after every core iteration: lets a browser caller give the event loop a turn.
 pub type Pause<'m> = Box<dyn Fn() -> Pin<Box<dyn Future<Output = ()>>> + 'm>;
 
 pub struct Session<'m, B: Backend> {
     model: &'m RecurrentModel<B>,
     pause: Option<Pause<'m>>,
+    /// Iterations run before the exit criterion judges them (see `with_lookahead`).
+    lookahead: usize,
     cache: KvCache<B>,
     rng: ChaCha8Rng,
     /// Final raw state of the last processed position, for warm starts: [1, 1, embd].
@@ -86,6 +83,7 @@ impl<'m, B: Kernels> Session<'m, B> {
         Ok(Self {
             model,
             pause: None,
+            lookahead: 1,
             cache: KvCache::new(layers, settings.kv_share),
             rng: ChaCha8Rng::seed_from_u64(settings.seed),
             last_state: None,
@@ -109,6 +107,16 @@ impl<'m, B: Kernels> Session<'m, B> {
     /// Awaits `pause` after every core iteration (a browser's CPU backend never yields itself).
     pub fn with_pause(mut self, pause: Pause<'m>) -> Self {
         self.pause = Some(pause);
+        self
+    }
+
+    /// Runs `iterations` core iterations (at least 1) before the exit criterion reads what it
+    /// needs of them, in one readback, and drops those past the exit. The outcome is the same;
+    /// what changes is the cost: every readback waits for the GPU to finish all queued work, so
+    /// where a readback costs more than a few iterations (a browser's GPU, behind its own
+    /// process) fewer of them pay, while on the CPU the iterations past the exit are waste.
+    pub fn with_lookahead(mut self, iterations: usize) -> Self {
+        self.lookahead = iterations.max(1);
         self
     }
 
@@ -276,7 +284,7 @@ impl<'m, B: Kernels> Session<'m, B> {
             }
             let last = iteration + 1 == max_steps;
             let judge = criterion != ExitCriterion::None
-                && ahead.len() >= LOOKAHEAD
+                && ahead.len() >= self.lookahead
                 && iteration + 1 >= settings.min_steps;
             if !(judge || last) {
                 continue;

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use burn::backend::NdArray;
 use loopscope_engine::folder::load_dir;
 use loopscope_engine::readback::reads_on_this_thread;
-use loopscope_engine::session::LOOKAHEAD;
 use loopscope_engine::trace::Exit;
 use loopscope_engine::{
     block_on, ExitCriterion, Finish, Record, RecurrentModel, Sampling, Session, ThinkingSettings,
@@ -40,7 +39,20 @@ fn generate(
     record: Record,
     tokens: usize,
 ) -> (Trace, Finish) {
-    let mut session = Session::new(model, settings, record).unwrap();
+    generate_ahead(model, settings, record, tokens, 1)
+}
+
+/// `generate` with the exit criterion judging `lookahead` iterations at a time.
+fn generate_ahead(
+    model: &RecurrentModel<B>,
+    settings: ThinkingSettings,
+    record: Record,
+    tokens: usize,
+    lookahead: usize,
+) -> (Trace, Finish) {
+    let mut session = Session::new(model, settings, record)
+        .unwrap()
+        .with_lookahead(lookahead);
     let finish =
         block_on(session.generate(&[3, 14, 15, 92, 65], tokens, &[], async |_| true)).unwrap();
     (session.into_trace(), finish)
@@ -141,15 +153,16 @@ fn a_token_reads_back_once_plus_what_the_exit_criterion_needs() {
         "every recorded state, lens and delta of a token comes back in one transfer"
     );
 
-    // The KL criterion reads the lens of LOOKAHEAD iterations at a time (the last window ends
-    // at the iteration limit); the recording still costs one more.
-    for (record, extra) in [(Record::everything(5), 1), (Record::default(), 0)] {
+    // The KL criterion reads the lens after every iteration, or after every `lookahead` (the
+    // last window ends at the iteration limit); the recording still costs one more.
+    let recordings = [(Record::everything(5), 1), (Record::default(), 0)];
+    for ((record, extra), lookahead) in recordings.into_iter().flat_map(|r| [(r, 1), (r, 4)]) {
         let before = reads_on_this_thread();
-        let (trace, _) = generate(&model, sampled(5), record, 4);
+        let (trace, _) = generate_ahead(&model, sampled(5), record, 4, lookahead);
         // One feed per picked token: the prompt's last position, then each fed token.
         let want: usize = trace
             .generated()
-            .map(|p| p.iterations.div_ceil(LOOKAHEAD) + extra)
+            .map(|p| p.iterations.div_ceil(lookahead) + extra)
             .sum();
         assert_eq!(reads_on_this_thread() - before, want, "{record:?}");
     }
@@ -157,17 +170,19 @@ fn a_token_reads_back_once_plus_what_the_exit_criterion_needs() {
 
 #[test]
 fn iterations_run_past_the_exit_leave_nothing_behind() {
-    // The KL exit judges LOOKAHEAD iterations at a time and drops those past the exit. Replaying
-    // the counts it chose as fixed overrides runs nothing past them: the tokens, states and
-    // lens must be the same, so the dropped iterations touched neither the cache nor the trace.
+    // With a lookahead the KL exit judges four iterations at a time and drops those past the
+    // exit. Replaying the counts it chose as fixed overrides runs nothing past them: the tokens,
+    // states and lens must be the same, so the dropped iterations touched neither the cache nor
+    // the trace.
     let model = model();
     let record = Record::everything(5);
-    let (judged, _) = generate(&model, sampled(3), record, 8);
+    let (judged, _) = generate_ahead(&model, sampled(3), record, 8, 4);
+    assert_eq!(judged, generate(&model, sampled(3), record, 8).0);
     assert!(
         judged
             .positions
             .iter()
-            .any(|p| p.exit == Exit::Converged && p.iterations % LOOKAHEAD != 0),
+            .any(|p| p.exit == Exit::Converged && p.iterations % 4 != 0),
         "some position exits inside a window"
     );
     let mut fixed = sampled(3);
