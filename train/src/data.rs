@@ -59,6 +59,30 @@ pub struct Mix {
     /// never show one. 0 (the default) shows none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub chain_values_shown: f64,
+    /// The order a chain states its updates in.
+    #[serde(default, skip_serializing_if = "ChainOrder::is_forward")]
+    pub chain_order: ChainOrder,
+}
+
+/// The order of a chain's statements.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChainOrder {
+    /// Each update follows the one it builds on ("a is 7. b is a plus 5. So b is"): a value can
+    /// be worked out where it is stated, but under an exit criterion that place stops thinking
+    /// as soon as its own next token is clear, so the value must be kept from there.
+    #[default]
+    Forward,
+    /// The asked-for variable first, the starting value last ("b is a plus 5. a is 7. So b is"),
+    /// in variable wording only: nothing can be worked out before the question, so the whole
+    /// chain is followed, one update after another, at the answer's place.
+    Backward,
+}
+
+impl ChainOrder {
+    fn is_forward(&self) -> bool {
+        *self == ChainOrder::Forward
+    }
 }
 
 fn is_zero(share: &f64) -> bool {
@@ -87,6 +111,7 @@ impl Mix {
             compare_by_name: true,
             chain_updates: default_chain_updates(),
             chain_values_shown: 0.0,
+            chain_order: ChainOrder::Forward,
         }
     }
 }
@@ -251,12 +276,7 @@ fn training_sentences(
         }
         let family = *Family::ALL.choose(&mut rng).expect("families exist");
         let problem = sample_problem(family, false, &mix, &mut rng);
-        let example = render(
-            &problem,
-            mix.compare_by_name,
-            mix.chain_values_shown,
-            &mut rng,
-        );
+        let example = render(&problem, &mix, &mut rng);
         let answer = example.prompt.len()..example.prompt.len() + example.answer.len();
         (Some(problem), example.sentence(), Some(answer))
     })
@@ -275,7 +295,11 @@ pub fn test_set(seed: u64, per_family: usize, mix: &Mix) -> Vec<Example> {
             let problem = sample_problem(family, true, mix, &mut rng);
             if seen.insert(problem.key()) {
                 // Held-out chains never show a value on the way: the model must keep it unseen.
-                examples.push(render(&problem, mix.compare_by_name, 0.0, &mut rng));
+                let unshown = Mix {
+                    chain_values_shown: 0.0,
+                    ..*mix
+                };
+                examples.push(render(&problem, &unshown, &mut rng));
             }
         }
     }
@@ -430,9 +454,10 @@ fn counted(n: u32, noun: &str) -> String {
     }
 }
 
-/// `problem` in words; comparisons name a person as the answer only when `by_name` allows, and
-/// chains spell out each value on the way with chance `shown` (see `Mix::chain_values_shown`).
-fn render(problem: &Problem, by_name: bool, shown: f64, rng: &mut impl Rng) -> Example {
+/// `problem` in words, as `mix` asks: comparisons name a person as the answer only when
+/// `compare_by_name` allows; chains follow `chain_order` and spell out each value on the way with
+/// chance `chain_values_shown`.
+fn render(problem: &Problem, mix: &Mix, rng: &mut impl Rng) -> Example {
     let family = problem.family();
     let number = format!(" {}", problem.solution());
     let (prompt, answer, suffix) = match *problem {
@@ -486,7 +511,7 @@ fn render(problem: &Problem, by_name: bool, shown: f64, rng: &mut impl Rng) -> E
             (prompt, number, suffix)
         }
         Problem::Chain { start, ref steps } => {
-            let (prompt, suffix) = render_chain(start, steps, problem.solution(), shown, rng);
+            let (prompt, suffix) = render_chain(start, steps, problem.solution(), mix, rng);
             (prompt, number, suffix)
         }
         Problem::Compare { a, b, larger } => {
@@ -498,7 +523,7 @@ fn render(problem: &Problem, by_name: bool, shown: f64, rng: &mut impl Rng) -> E
                     second
                 }
             };
-            match rng.random_range(0..if by_name { 4 } else { 2 }) {
+            match rng.random_range(0..if mix.compare_by_name { 4 } else { 2 }) {
                 0 => {
                     let which = if larger { "larger" } else { "smaller" };
                     (
@@ -556,9 +581,11 @@ fn render_chain(
     start: u32,
     steps: &[i32],
     result: u32,
-    shown: f64,
+    mix: &Mix,
     rng: &mut impl Rng,
 ) -> (String, String) {
+    let shown = mix.chain_values_shown;
+    let backward = mix.chain_order == ChainOrder::Backward;
     let style = rng.random_range(0..4);
     // Drawn only when some are shown, so a recipe without them keeps its corpus.
     let mut value = start as i32;
@@ -576,13 +603,13 @@ fn render_chain(
         None => text,
     };
     match style {
-        0 | 1 => {
+        _ if backward || style < 2 => {
             let mut names = VARIABLES.to_vec();
             let mut take = |rng: &mut dyn Rng| names.swap_remove(rng.random_range(0..names.len()));
             let mut current = take(rng);
             let let_style = rng.random_bool(0.5);
             let mut parts = vec![if let_style {
-                format!("Let {current} be {start}")
+                format!("let {current} be {start}")
             } else {
                 format!("{current} is {start}")
             }];
@@ -598,8 +625,13 @@ fn render_chain(
                 parts.push(worked(update, value, ", which is "));
                 current = next;
             }
+            if backward {
+                parts.reverse();
+            }
             let prompt = if let_style {
-                format!("{}. Then {current} is", parts.join(", then "))
+                // Every part starts with "let"; the sentence starts with "Let".
+                let joined = parts.join(if backward { ", " } else { ", then " });
+                format!("L{}. Then {current} is", &joined[1..])
             } else {
                 format!("{}. So {current} is", parts.join(". "))
             };
@@ -800,10 +832,10 @@ mod tests {
     fn arithmetic_answers_are_right() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         for _ in 0..2000 {
+            let mix = Mix::word_lists(0.1);
             let example = render(
-                &sample_problem(Family::Arithmetic, false, &Mix::word_lists(0.1), &mut rng),
-                true,
-                0.0,
+                &sample_problem(Family::Arithmetic, false, &mix, &mut rng),
+                &mix,
                 &mut rng,
             );
             let n = numbers(&example.prompt);
@@ -837,7 +869,7 @@ mod tests {
                 panic!("{problem:?}")
             };
             most_updates = most_updates.max(steps.len());
-            let example = render(&problem, true, mix.chain_values_shown, &mut rng);
+            let example = render(&problem, &mix, &mut rng);
             // Replay the sentence: each number after the first applies the last cue word seen,
             // except a value shown on the way, which must be the running value.
             let (mut value, mut sign, mut shows) = (None::<i64>, 1, false);
@@ -876,6 +908,55 @@ mod tests {
     }
 
     #[test]
+    fn backward_chains_state_the_start_last() {
+        let mix = Mix {
+            chain_updates: NonZeroU32::new(4).unwrap(),
+            chain_values_shown: 0.5,
+            chain_order: ChainOrder::Backward,
+            ..Mix::word_lists(0.1)
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for _ in 0..2000 {
+            let problem = sample_problem(Family::Chain, false, &mix, &mut rng);
+            let example = render(&problem, &mix, &mut rng);
+            // Statements are "x is y plus 5", "let x be 7", ..., split by ". ", ", " and "then";
+            // the question names the variable asked for.
+            let text = example.prompt.replace(". Then ", ". So ");
+            let (statements, asked) = text.rsplit_once(". So ").unwrap();
+            let asked = asked.strip_suffix(" is").unwrap();
+            let mut defined: Vec<(&str, Vec<&str>)> = Vec::new();
+            for statement in statements.split([',', '.']).map(str::trim) {
+                let words: Vec<&str> = statement
+                    .split(' ')
+                    .filter(|w| !["Let", "let", "is", "be", "which", ""].contains(w))
+                    .collect();
+                if words.len() == 1 {
+                    continue; // a value shown on the way ("which is 12")
+                }
+                defined.push((words[0], words[1..].to_vec()));
+            }
+            assert_eq!(defined.len(), problem_steps(&problem) + 1, "{example:?}");
+            assert_eq!(defined[0].0, asked, "{example:?}");
+            // Each update names the variable of the next statement; the last is a number.
+            let mut value = defined.last().unwrap().1[0].parse::<i64>().unwrap();
+            for pair in defined.windows(2).rev() {
+                let (_, rhs) = &pair[0];
+                assert_eq!(rhs[0], pair[1].0, "{example:?}");
+                let size: i64 = rhs[2].parse().unwrap();
+                value += if rhs[1] == "plus" { size } else { -size };
+            }
+            assert_eq!(value, i64::from(answer_number(&example)), "{example:?}");
+        }
+    }
+
+    fn problem_steps(problem: &Problem) -> usize {
+        match problem {
+            Problem::Chain { steps, .. } => steps.len(),
+            _ => panic!("{problem:?}"),
+        }
+    }
+
+    #[test]
     fn held_out_chains_show_no_values_on_the_way() {
         let mix = Mix {
             chain_values_shown: 1.0,
@@ -902,10 +983,10 @@ mod tests {
     fn compare_answers_are_right() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         for _ in 0..2000 {
+            let mix = Mix::word_lists(0.1);
             let example = render(
-                &sample_problem(Family::Compare, false, &Mix::word_lists(0.1), &mut rng),
-                true,
-                0.0,
+                &sample_problem(Family::Compare, false, &mix, &mut rng),
+                &mix,
                 &mut rng,
             );
             let n = numbers(&example.prompt);
@@ -1045,8 +1126,7 @@ mod tests {
             filler_share: 0.5,
             filler: FillerStyle::Stock,
             compare_by_name: false,
-            chain_updates: default_chain_updates(),
-            chain_values_shown: 0.0,
+            ..Mix::word_lists(0.0)
         };
         let corpus = training_text(13, 4000, &mix);
         let fillers: Vec<&str> = corpus
