@@ -167,10 +167,11 @@ fn rms_norm_matches_the_host() {
             assert!(got.iter().all(|v| v.is_finite()), "{what}: finite");
             let error = relative_error(&got, &want);
             assert!(error < 1e-5, "{what}: relative error {error:e}");
-            // The default path (burn's tensor operations, here the CPU's) rounds more: 5e-5 seen.
+            // The default path (burn's tensor operations, here the CPU's) to the same bound: it
+            // divides, since ndarray's reciprocal is approximate (3e-4 on AVX2).
             let cpu = normed::<NdArray>(&x, residual, &weight, 1e-6, &Default::default());
             let error = relative_error(&cpu, &want);
-            assert!(error < 2e-4, "cpu {what}: relative error {error:e}");
+            assert!(error < 1e-5, "cpu {what}: relative error {error:e}");
         }
     }
 }

@@ -149,8 +149,9 @@ pub trait Kernels: Backend {
             None => x,
         };
         let mean_square = x.clone().powi_scalar(2).mean_dim(1);
-        let inv = (mean_square + eps).sqrt().recip();
-        x * inv * weight.unsqueeze()
+        // A division, not a product with `recip()`: burn's ndarray takes the reciprocal with the
+        // CPU's approximate instruction (relative error 3e-4 measured on AVX2, 5e-5 on AVX-512).
+        x / (mean_square + eps).sqrt() * weight.unsqueeze()
     }
 
     /// silu(gate) * up for h = [gate, up] [rows, 2i]: [rows, i].
