@@ -150,7 +150,8 @@ pub trait Kernels: Backend {
         };
         let mean_square = x.clone().powi_scalar(2).mean_dim(1);
         // A division, not a product with `recip()`: burn's ndarray takes the reciprocal with the
-        // CPU's approximate instruction (relative error 3e-4 measured on AVX2, 5e-5 on AVX-512).
+        // CPU's approximate instruction (relative error 3e-4 measured on AVX2; 5e-5 was seen on
+        // earlier machines).
         x / (mean_square + eps).sqrt() * weight.unsqueeze()
     }
 
