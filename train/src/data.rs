@@ -77,11 +77,24 @@ pub enum ChainOrder {
     /// in variable wording only: nothing can be worked out before the question, so the whole
     /// chain is followed, one update after another, at the answer's place.
     Backward,
+    /// Each chain forward or backward with equal chance: a model going on from backward chains
+    /// keeps them while it learns (or keeps) the forward ones.
+    Mixed,
 }
 
 impl ChainOrder {
     fn is_forward(&self) -> bool {
         *self == ChainOrder::Forward
+    }
+
+    /// Whether the next chain is stated backward; draws only for `Mixed`, so the other orders'
+    /// corpora are unchanged.
+    fn draw_backward(self, rng: &mut impl Rng) -> bool {
+        match self {
+            ChainOrder::Forward => false,
+            ChainOrder::Backward => true,
+            ChainOrder::Mixed => rng.random_bool(0.5),
+        }
     }
 }
 
@@ -585,7 +598,7 @@ fn render_chain(
     rng: &mut impl Rng,
 ) -> (String, String) {
     let shown = mix.chain_values_shown;
-    let backward = mix.chain_order == ChainOrder::Backward;
+    let backward = mix.chain_order.draw_backward(rng);
     let style = rng.random_range(0..4);
     // Drawn only when some are shown, so a recipe without them keeps its corpus.
     let mut value = start as i32;
@@ -947,6 +960,38 @@ mod tests {
             }
             assert_eq!(value, i64::from(answer_number(&example)), "{example:?}");
         }
+    }
+
+    #[test]
+    fn mixed_chains_come_in_both_orders() {
+        let mix = Mix {
+            chain_order: ChainOrder::Mixed,
+            ..Mix::word_lists(0.1)
+        };
+        // "n is 77" or "let n be 77": a statement that gives a number, not an update.
+        let gives_number = |statement: &str| {
+            let words: Vec<&str> = statement.split_whitespace().rev().take(2).collect();
+            words[0].parse::<u32>().is_ok() && ["is", "be"].contains(&words[1])
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let (mut forward, mut backward) = (0, 0);
+        for _ in 0..2000 {
+            let problem = sample_problem(Family::Chain, false, &mix, &mut rng);
+            let example = render(&problem, &mix, &mut rng);
+            let text = example.prompt.replace(". Then ", ". So ");
+            let Some((statements, _)) = text.rsplit_once(". So ") else {
+                continue; // a forward chain in one of the other wordings
+            };
+            let parts: Vec<&str> = statements.split([',', '.']).map(str::trim).collect();
+            match (gives_number(parts[0]), gives_number(parts[parts.len() - 1])) {
+                (true, false) => forward += 1,
+                (false, true) => backward += 1,
+                _ => panic!("{example:?}"),
+            }
+        }
+        // Half are backward; half of the forward ones use the variable wording.
+        assert!((850..1150).contains(&backward), "{backward}");
+        assert!((350..650).contains(&forward), "{forward}");
     }
 
     fn problem_steps(problem: &Problem) -> usize {
