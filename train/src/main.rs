@@ -86,7 +86,7 @@ enum BackendChoice {
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
+    match run(&Args::parse(), &[]) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -95,11 +95,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> Result<(), TrainError> {
+/// Trains the run `args` names. `above` holds the recipes (canonical paths) whose `start_from`
+/// led here, to refuse a chain of recipes that comes back to itself.
+fn run(args: &Args, above: &[PathBuf]) -> Result<(), TrainError> {
     let text =
         std::fs::read_to_string(&args.recipe).map_err(|e| TrainError::io(&args.recipe, e))?;
     let recipe: Recipe = serde_json::from_str(&text)
         .map_err(|e| TrainError::Data(format!("{}: {e}", args.recipe.display())))?;
+    // Before this run's corpus exists: a start trained here needs the memory first.
+    let start = match (recipe.start_recipe(), recipe.start_from.as_deref()) {
+        (Some(from), _) => Some(train_start(from, args, above)?),
+        (None, Some(folder)) => Some(Start::read(folder)?),
+        (None, None) => None,
+    };
     let run_dir = args
         .run_dir
         .clone()
@@ -108,7 +116,6 @@ fn run(args: Args) -> Result<(), TrainError> {
 
     eprintln!("corpus: {} sentences", recipe.corpus_sentences);
     let corpus = data::training_text(recipe.seed, recipe.corpus_sentences, &recipe.mix);
-    let start = recipe.start_from.as_deref().map(Start::read).transpose()?;
     let tokenizer = match &start {
         Some(start) => start.tokenizer.clone(),
         None => vocab::train_tokenizer(&corpus.text, recipe.vocab_size)?,
@@ -225,6 +232,43 @@ impl ModelFolder<'_> {
             &write_safetensors(&model.named_tensors(), false)?,
         )
     }
+}
+
+/// Trains the recipe `from` into `runs/starts/NAME/model` (or resumes it there, or finds it
+/// finished), so that a model made by going on from other runs retrains from scratch with one
+/// command, and reads it as the start of the run `args` names.
+fn train_start(from: &Path, args: &Args, above: &[PathBuf]) -> Result<Start, TrainError> {
+    let this = args
+        .recipe
+        .canonicalize()
+        .map_err(|e| TrainError::io(&args.recipe, e))?;
+    let from_path = from.canonicalize().map_err(|e| TrainError::io(from, e))?;
+    let chain: Vec<PathBuf> = above.iter().cloned().chain([this]).collect();
+    if chain.contains(&from_path) {
+        return Err(TrainError::Data(format!(
+            "{}: start_from {} leads back to a recipe already in the chain",
+            args.recipe.display(),
+            from.display()
+        )));
+    }
+    let name = from.file_stem().unwrap_or_default();
+    let run_dir = Path::new("runs").join("starts").join(name);
+    let out = run_dir.join("model");
+    eprintln!(
+        "start_from {}: training it first, in {}",
+        from.display(),
+        run_dir.display()
+    );
+    let start = Args {
+        recipe: from.to_path_buf(),
+        out: out.clone(),
+        run_dir: Some(run_dir),
+        stop_at: None,
+        eval_per_family: args.eval_per_family,
+        backend: args.backend,
+    };
+    run(&start, &chain)?;
+    Start::read(&out)
 }
 
 /// The trained model a recipe's `start_from` names: its weights and its tokenizer, which the run

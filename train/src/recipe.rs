@@ -1,7 +1,7 @@
 //! A training run, fully described: model shape, data, schedule and seed. Saved next to the
 //! checkpoints so a run can be resumed or repeated exactly.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use loopscope_engine::config::InitValues;
 use loopscope_engine::ModelConfig;
@@ -33,6 +33,8 @@ pub struct Recipe {
     pub mix: Mix,
     /// A model folder whose weights and tokenizer the run starts from instead of a fresh
     /// initialisation and a tokenizer trained on the corpus; its shape must be this recipe's.
+    /// A recipe (a `.json` file) instead is trained first, into `runs/starts/NAME`, and its
+    /// model is the start: one command retrains a chain of runs from scratch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_from: Option<PathBuf>,
     /// Weight of an answer token in the loss relative to every other token: the answers are a
@@ -68,6 +70,13 @@ pub struct Recipe {
 }
 
 impl Recipe {
+    /// The recipe `start_from` names, where it names one (a `.json` file) and not a model folder.
+    pub fn start_recipe(&self) -> Option<&Path> {
+        self.start_from
+            .as_deref()
+            .filter(|from| from.extension().is_some_and(|e| e == "json"))
+    }
+
     /// The engine's config for this shape and a tokenizer of `vocab` tokens.
     pub fn model_config(&self, vocab: usize) -> ModelConfig {
         let std = (2.0 / (5.0 * self.n_embd as f64)).sqrt();
@@ -306,6 +315,16 @@ mod tests {
             let recipe = read.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             if !text.contains("\"filler\"") {
                 assert_eq!(recipe.mix, Mix::word_lists(recipe.mix.filler_share));
+            }
+            // Recipes name their starts from the repository's root, where training runs.
+            if let Some(start) = recipe.start_recipe() {
+                let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+                assert!(
+                    Path::new(root).join(start).is_file(),
+                    "{}: start_from {} is no recipe",
+                    path.display(),
+                    start.display()
+                );
             }
         }
     }

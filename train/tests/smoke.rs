@@ -12,9 +12,11 @@ use loopscope_engine::{block_on, ExitCriterion};
 
 const RECIPE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/recipes/smoke.json");
 
-/// Runs the training command on `recipe`; returns whether it succeeded and what it logged.
+/// Runs the training command on `recipe` from the folder that holds `out` (where the `runs/` of
+/// a start trained from a recipe goes); returns whether it succeeded and what it logged.
 fn train_with(recipe: &Path, out: &Path, run: &Path, extra: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_loopscope-train"))
+        .current_dir(out.parent().expect("out is inside a folder"))
         .arg("--recipe")
         .arg(recipe)
         .args(["--eval-per-family", "4", "--out"])
@@ -308,4 +310,49 @@ fn a_run_starts_from_a_trained_folder_and_keeps_its_tokenizer() {
         &[],
     );
     assert!(!ok && log.contains("nowhere"), "{log}");
+}
+
+#[test]
+fn a_run_that_starts_from_a_recipe_trains_that_recipe_first() {
+    let dir = tempfile::tempdir().unwrap();
+    changed_recipe(dir.path(), "first.json", serde_json::json!({}));
+    let second = changed_recipe(
+        dir.path(),
+        "second.json",
+        serde_json::json!({
+            "start_from": "first.json", "learning_rate": 1e-12, "steps": 2, "eval_every": 2
+        }),
+    );
+    let (out, run) = (dir.path().join("second"), dir.path().join("second-run"));
+    let (ok, log) = train_with(&second, &out, &run, &[]);
+    assert!(
+        ok && log.contains("start_from first.json: training it first"),
+        "{log}"
+    );
+    let first = dir.path().join("runs/starts/first/model");
+    for ((n, x), (_, y)) in weights(&first).iter().zip(&weights(&out)) {
+        let moved = x.values.iter().zip(&y.values).map(|(p, q)| (p - q).abs());
+        assert!(
+            moved.fold(0.0f32, f32::max) < 1e-6,
+            "{n} did not start from the first recipe's model"
+        );
+    }
+
+    // Again: the first run is found finished, not trained a second time.
+    let (ok, log) = train_with(&second, &out, &run, &[]);
+    assert!(ok && log.contains("resuming at step 6"), "{log}");
+    assert!(!log.contains("step      1/6"), "{log}");
+
+    let looped = changed_recipe(
+        dir.path(),
+        "looped.json",
+        serde_json::json!({"start_from": "looped.json"}),
+    );
+    let (ok, log) = train_with(
+        &looped,
+        &dir.path().join("l"),
+        &dir.path().join("l-run"),
+        &[],
+    );
+    assert!(!ok && log.contains("leads back"), "{log}");
 }
