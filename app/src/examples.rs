@@ -24,8 +24,8 @@ pub const EXAMPLES: [Example; 3] = [
     },
     Example {
         label: "variable chain",
-        prompt: "x is 54. q is x plus 6. n is q minus 13. So n is",
-        answer: Some(" 47"),
+        prompt: "a is b minus 16. b is d plus 2. d is 31. So a is",
+        answer: Some(" 17"),
     },
 ];
 
