@@ -56,6 +56,30 @@ fn weights(dir: &Path) -> Vec<(String, HostTensor)> {
         .named_tensors()
 }
 
+/// Asserts that `out` holds the weights of `start`: a run at a rate too small to move anything.
+fn assert_started_from(start: &Path, out: &Path) {
+    for ((n, x), (_, y)) in weights(start).iter().zip(&weights(out)) {
+        let moved = x.values.iter().zip(&y.values).map(|(p, q)| (p - q).abs());
+        assert!(
+            moved.fold(0.0f32, f32::max) < 1e-6,
+            "{n} did not start from {}",
+            start.display()
+        );
+    }
+}
+
+/// Trains the smoke recipe with `changes`, saved as `NAME.json`, into folders of its own in
+/// `dir`; returns whether it succeeded and what it logged.
+fn train_changed(dir: &Path, name: &str, changes: serde_json::Value) -> (bool, String) {
+    let recipe = changed_recipe(dir, &format!("{name}.json"), changes);
+    train_with(
+        &recipe,
+        &dir.join(name),
+        &dir.join(format!("{name}-run")),
+        &[],
+    )
+}
+
 #[test]
 fn trains_a_model_folder_the_engine_loads_and_evaluates() {
     let dir = tempfile::tempdir().unwrap();
@@ -270,13 +294,7 @@ fn a_run_starts_from_a_trained_folder_and_keeps_its_tokenizer() {
     assert!(ok, "{log}");
     let read = |d: &Path, f: &str| std::fs::read_to_string(d.join(f)).unwrap();
     assert_eq!(read(&out, "tokenizer.json"), read(&base, "tokenizer.json"));
-    for ((n, x), (_, y)) in weights(&base).iter().zip(&weights(&out)) {
-        let moved = x.values.iter().zip(&y.values).map(|(p, q)| (p - q).abs());
-        assert!(
-            moved.fold(0.0f32, f32::max) < 1e-6,
-            "{n} did not start from the folder"
-        );
-    }
+    assert_started_from(&base, &out);
     // The recipe's corpus settings reach the held-out file: numbers only, stock filler.
     let examples = read_examples(&read(&out, "eval.jsonl")).unwrap();
     assert!(examples.iter().filter(|e| e.family == "compare").all(|e| e
@@ -286,28 +304,16 @@ fn a_run_starts_from_a_trained_folder_and_keeps_its_tokenizer() {
         .is_ok()));
     assert_ne!(read(&out, "eval.jsonl"), read(&base, "eval.jsonl"));
 
-    let other_shape = changed_recipe(
+    let (ok, log) = train_changed(
         dir.path(),
-        "wide.json",
+        "wide",
         serde_json::json!({"start_from": base, "intermediate_size": 96}),
     );
-    let (ok, log) = train_with(
-        &other_shape,
-        &dir.path().join("wide"),
-        &dir.path().join("wide-run"),
-        &[],
-    );
     assert!(!ok && log.contains("mlp"), "{log}");
-    let missing = changed_recipe(
+    let (ok, log) = train_changed(
         dir.path(),
-        "missing.json",
+        "missing",
         serde_json::json!({"start_from": dir.path().join("nowhere")}),
-    );
-    let (ok, log) = train_with(
-        &missing,
-        &dir.path().join("m"),
-        &dir.path().join("m-run"),
-        &[],
     );
     assert!(!ok && log.contains("nowhere"), "{log}");
 }
@@ -330,29 +336,17 @@ fn a_run_that_starts_from_a_recipe_trains_that_recipe_first() {
         "{log}"
     );
     let first = dir.path().join("runs/starts/first/model");
-    for ((n, x), (_, y)) in weights(&first).iter().zip(&weights(&out)) {
-        let moved = x.values.iter().zip(&y.values).map(|(p, q)| (p - q).abs());
-        assert!(
-            moved.fold(0.0f32, f32::max) < 1e-6,
-            "{n} did not start from the first recipe's model"
-        );
-    }
+    assert_started_from(&first, &out);
 
     // Again: the first run is found finished, not trained a second time.
     let (ok, log) = train_with(&second, &out, &run, &[]);
     assert!(ok && log.contains("resuming at step 6"), "{log}");
     assert!(!log.contains("step      1/6"), "{log}");
 
-    let looped = changed_recipe(
+    let (ok, log) = train_changed(
         dir.path(),
-        "looped.json",
+        "looped",
         serde_json::json!({"start_from": "looped.json"}),
-    );
-    let (ok, log) = train_with(
-        &looped,
-        &dir.path().join("l"),
-        &dir.path().join("l-run"),
-        &[],
     );
     assert!(!ok && log.contains("leads back"), "{log}");
 }
