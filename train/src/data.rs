@@ -62,6 +62,91 @@ pub struct Mix {
     /// The order a chain states its updates in.
     #[serde(default, skip_serializing_if = "ChainOrder::is_forward")]
     pub chain_order: ChainOrder,
+    /// How often each family's problems are drawn, relative to the others: a skill the model
+    /// keeps failing can be practised more without changing how any problem is worded.
+    #[serde(default, skip_serializing_if = "FamilyWeights::is_even")]
+    pub family_weights: FamilyWeights,
+}
+
+/// Relative chances of the families in the training corpus (the held-out set keeps an equal
+/// number of each). Negative, non-finite or all-zero weights are refused when a recipe is read.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "UncheckedWeights")]
+pub struct FamilyWeights {
+    compare: f64,
+    chain: f64,
+    arithmetic: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UncheckedWeights {
+    compare: f64,
+    chain: f64,
+    arithmetic: f64,
+}
+
+impl TryFrom<UncheckedWeights> for FamilyWeights {
+    type Error = String;
+
+    fn try_from(w: UncheckedWeights) -> Result<Self, String> {
+        let all = [w.compare, w.chain, w.arithmetic];
+        if all.iter().any(|x| !x.is_finite() || *x < 0.0) || all.iter().sum::<f64>() <= 0.0 {
+            return Err(format!(
+                "family_weights must be finite, not negative and not all zero: {all:?}"
+            ));
+        }
+        Ok(Self {
+            compare: w.compare,
+            chain: w.chain,
+            arithmetic: w.arithmetic,
+        })
+    }
+}
+
+impl Default for FamilyWeights {
+    fn default() -> Self {
+        Self {
+            compare: 1.0,
+            chain: 1.0,
+            arithmetic: 1.0,
+        }
+    }
+}
+
+impl FamilyWeights {
+    fn is_even(&self) -> bool {
+        self.compare == self.chain && self.chain == self.arithmetic
+    }
+
+    fn weight(&self, family: Family) -> f64 {
+        match family {
+            Family::Compare => self.compare,
+            Family::Chain => self.chain,
+            Family::Arithmetic => self.arithmetic,
+        }
+    }
+
+    fn draw(&self, rng: &mut impl Rng) -> Family {
+        if self.is_even() {
+            // The draw every corpus made before weights were a setting, so older recipes repeat.
+            return *Family::ALL.choose(rng).expect("families exist");
+        }
+        let total: f64 = Family::ALL.iter().map(|&f| self.weight(f)).sum();
+        let mut left = rng.random::<f64>() * total;
+        for family in Family::ALL {
+            if left < self.weight(family) {
+                return family;
+            }
+            left -= self.weight(family);
+        }
+        // Rounding can leave a sliver past the last family.
+        *Family::ALL
+            .iter()
+            .rev()
+            .find(|&&f| self.weight(f) > 0.0)
+            .expect("some weight is positive")
+    }
 }
 
 /// The order of a chain's statements.
@@ -125,6 +210,7 @@ impl Mix {
             chain_updates: default_chain_updates(),
             chain_values_shown: 0.0,
             chain_order: ChainOrder::Forward,
+            family_weights: FamilyWeights::default(),
         }
     }
 }
@@ -287,7 +373,7 @@ fn training_sentences(
         if rng.random_bool(mix.filler_share) {
             return (None, filler(mix.filler, &mut rng), None);
         }
-        let family = *Family::ALL.choose(&mut rng).expect("families exist");
+        let family = mix.family_weights.draw(&mut rng);
         let problem = sample_problem(family, false, &mix, &mut rng);
         let example = render(&problem, &mix, &mut rng);
         let answer = example.prompt.len()..example.prompt.len() + example.answer.len();
@@ -1103,6 +1189,32 @@ mod tests {
                 };
                 assert_eq!(sum(a, b), sum(b, a));
             }
+        }
+    }
+
+    #[test]
+    fn family_weights_set_how_often_each_family_is_drawn() {
+        let weights: FamilyWeights =
+            serde_json::from_str(r#"{"compare": 0, "chain": 1, "arithmetic": 3}"#).unwrap();
+        let mix = Mix {
+            family_weights: weights,
+            ..Mix::word_lists(0.0)
+        };
+        let count = |family| {
+            training_sentences(5, mix)
+                .take(4000)
+                .filter(|(p, _, _)| p.as_ref().map(Problem::family) == Some(family))
+                .count()
+        };
+        assert_eq!(count(Family::Compare), 0);
+        let arithmetic = count(Family::Arithmetic);
+        assert!((2850..3150).contains(&arithmetic), "{arithmetic} of 4000");
+        for bad in [
+            r#"{"compare": -1, "chain": 1, "arithmetic": 1}"#,
+            r#"{"compare": 0, "chain": 0, "arithmetic": 0}"#,
+        ] {
+            let err = serde_json::from_str::<FamilyWeights>(bad).unwrap_err();
+            assert!(err.to_string().contains("family_weights must be"), "{err}");
         }
     }
 
