@@ -41,7 +41,7 @@ impl Family {
 pub struct Mix {
     /// Share of sentences without a computation (easy tokens next to hard ones).
     #[serde(default = "default_filler_share")]
-    pub filler_share: f64,
+    pub filler_share: Share,
     #[serde(default)]
     pub filler: FillerStyle,
     /// Whether comparisons may ask for the person with the larger number instead of the number:
@@ -57,8 +57,8 @@ pub struct Mix {
     /// for each update but the last: a worked step teaches the model to keep the running value
     /// at that point of the sentence, which it must do unseen in the held-out chains, which
     /// never show one. 0 (the default) shows none.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub chain_values_shown: f64,
+    #[serde(default, skip_serializing_if = "Share::is_zero")]
+    pub chain_values_shown: Share,
     /// The order a chain states its updates in.
     #[serde(default, skip_serializing_if = "ChainOrder::is_forward")]
     pub chain_order: ChainOrder,
@@ -183,12 +183,42 @@ impl ChainOrder {
     }
 }
 
-fn is_zero(share: &f64) -> bool {
-    *share == 0.0
+/// A chance from 0 to 1. Anything else is refused when a recipe is read: a draw with it would
+/// panic halfway through building the corpus.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct Share(f64);
+
+impl TryFrom<f64> for Share {
+    type Error = String;
+
+    fn try_from(p: f64) -> Result<Self, String> {
+        if (0.0..=1.0).contains(&p) {
+            Ok(Self(p))
+        } else {
+            Err(format!("a share or chance must be from 0 to 1, not {p}"))
+        }
+    }
 }
 
-fn default_filler_share() -> f64 {
-    0.25
+impl From<Share> for f64 {
+    fn from(share: Share) -> f64 {
+        share.0
+    }
+}
+
+impl Share {
+    pub fn get(self) -> f64 {
+        self.0
+    }
+
+    fn is_zero(&self) -> bool {
+        self.0 == 0.0
+    }
+}
+
+fn default_filler_share() -> Share {
+    Share(0.25)
 }
 
 fn default_compare_by_name() -> bool {
@@ -204,11 +234,11 @@ impl Mix {
     #[cfg(test)]
     pub fn word_lists(filler_share: f64) -> Self {
         Self {
-            filler_share,
+            filler_share: Share::try_from(filler_share).expect("a share from 0 to 1"),
             filler: FillerStyle::WordLists,
             compare_by_name: true,
             chain_updates: default_chain_updates(),
-            chain_values_shown: 0.0,
+            chain_values_shown: Share::default(),
             chain_order: ChainOrder::Forward,
             family_weights: FamilyWeights::default(),
         }
@@ -370,7 +400,7 @@ fn training_sentences(
 ) -> impl Iterator<Item = (Option<Problem>, String, Option<Range<usize>>)> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     std::iter::repeat_with(move || {
-        if rng.random_bool(mix.filler_share) {
+        if rng.random_bool(mix.filler_share.get()) {
             return (None, filler(mix.filler, &mut rng), None);
         }
         let family = mix.family_weights.draw(&mut rng);
@@ -395,7 +425,7 @@ pub fn test_set(seed: u64, per_family: usize, mix: &Mix) -> Vec<Example> {
             if seen.insert(problem.key()) {
                 // Held-out chains never show a value on the way: the model must keep it unseen.
                 let unshown = Mix {
-                    chain_values_shown: 0.0,
+                    chain_values_shown: Share::default(),
                     ..*mix
                 };
                 examples.push(render(&problem, &unshown, &mut rng));
@@ -683,7 +713,7 @@ fn render_chain(
     mix: &Mix,
     rng: &mut impl Rng,
 ) -> (String, String) {
-    let shown = mix.chain_values_shown;
+    let shown = mix.chain_values_shown.get();
     let backward = mix.chain_order.draw_backward(rng);
     let style = rng.random_range(0..4);
     // Drawn only when some are shown, so a recipe without them keeps its corpus.
@@ -899,6 +929,10 @@ fn word_list_filler(rng: &mut impl Rng) -> String {
 mod tests {
     use super::*;
 
+    fn share(p: f64) -> Share {
+        Share::try_from(p).unwrap()
+    }
+
     /// The numbers in a sentence, in order.
     fn numbers(text: &str) -> Vec<u32> {
         text.split(|c: char| !c.is_ascii_digit())
@@ -957,7 +991,7 @@ mod tests {
     fn chain_answers_are_right() {
         let mix = Mix {
             chain_updates: NonZeroU32::new(6).unwrap(),
-            chain_values_shown: 0.5,
+            chain_values_shown: share(0.5),
             ..Mix::word_lists(0.1)
         };
         let mut rng = ChaCha8Rng::seed_from_u64(2);
@@ -1010,7 +1044,7 @@ mod tests {
     fn backward_chains_state_the_start_last() {
         let mix = Mix {
             chain_updates: NonZeroU32::new(4).unwrap(),
-            chain_values_shown: 0.5,
+            chain_values_shown: share(0.5),
             chain_order: ChainOrder::Backward,
             ..Mix::word_lists(0.1)
         };
@@ -1090,7 +1124,7 @@ mod tests {
     #[test]
     fn held_out_chains_show_no_values_on_the_way() {
         let mix = Mix {
-            chain_values_shown: 1.0,
+            chain_values_shown: share(1.0),
             ..Mix::word_lists(0.1)
         };
         let chains: Vec<_> = test_set(5, 100, &mix)
@@ -1219,6 +1253,20 @@ mod tests {
     }
 
     #[test]
+    fn shares_outside_zero_to_one_are_refused_when_read() {
+        let mix: Mix =
+            serde_json::from_str(r#"{"filler_share": 1, "chain_values_shown": 0}"#).unwrap();
+        assert_eq!(mix.filler_share.get(), 1.0);
+        for bad in [
+            r#"{"filler_share": 1.5}"#,
+            r#"{"chain_values_shown": -0.1}"#,
+        ] {
+            let err = serde_json::from_str::<Mix>(bad).unwrap_err();
+            assert!(err.to_string().contains("from 0 to 1"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn every_family_and_filler_appear() {
         let filler_count = |share| {
             training_sentences(5, Mix::word_lists(share))
@@ -1280,7 +1328,7 @@ mod tests {
     #[test]
     fn stock_filler_and_number_comparisons() {
         let mix = Mix {
-            filler_share: 0.5,
+            filler_share: share(0.5),
             filler: FillerStyle::Stock,
             compare_by_name: false,
             ..Mix::word_lists(0.0)

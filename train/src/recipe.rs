@@ -314,7 +314,7 @@ mod tests {
             let read: Result<Recipe, _> = serde_json::from_str(&text);
             let recipe = read.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             if !text.contains("\"filler\"") {
-                assert_eq!(recipe.mix, Mix::word_lists(recipe.mix.filler_share));
+                assert_eq!(recipe.mix, Mix::word_lists(recipe.mix.filler_share.get()));
             }
             // Recipes name their starts from the repository's root, where training runs.
             if let Some(start) = recipe.start_recipe() {
