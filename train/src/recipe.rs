@@ -46,6 +46,11 @@ pub struct Recipe {
     /// predict the next token, so a token the model finds easy is asked to settle early.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub loss_every_iteration: bool,
+    /// Weight of a second loss term (not the paper's recipe): the tokens other than answers as
+    /// predicted after the first iteration from the random state. Tokens with nothing to work out
+    /// are asked to be right, and so to settle, at once, while the answers keep their iterations.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub first_iteration_weight: f32,
     pub batch_size: usize,
     pub seq_len: usize,
     pub steps: usize,
@@ -191,6 +196,10 @@ fn cosine(from: f64, to: f64, done: usize, span: usize) -> f64 {
 /// Plain language-model loss: every token counts the same.
 fn default_answer_weight() -> f32 {
     1.0
+}
+
+fn is_zero(weight: &f32) -> bool {
+    *weight == 0.0
 }
 
 fn standard_normal(rng: &mut impl Rng) -> f64 {

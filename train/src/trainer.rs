@@ -135,6 +135,7 @@ where
             no_grad,
             with_grad,
             loss_every_iteration: recipe.loss_every_iteration,
+            first_iteration_weight: recipe.first_iteration_weight,
         };
         let loss = forward_loss(&model, &batch, weights, depth, &mut rng);
         let loss_value: f32 = burn::tensor::ElementConversion::elem(loss.clone().into_scalar());
@@ -208,10 +209,14 @@ struct Depth {
     with_grad: usize,
     /// Every iteration with gradient, not only the last (the recipe's `loss_every_iteration`).
     loss_every_iteration: bool,
+    /// Weight of the other tokens' loss after the first iteration (the recipe's
+    /// `first_iteration_weight`); 0 leaves it out.
+    first_iteration_weight: f32,
 }
 
 /// Weighted cross-entropy of the model's prediction after the step's iterations (or the mean of
-/// it over the iterations with gradient).
+/// it over the iterations with gradient), plus, where the depth asks for it, the other tokens'
+/// cross-entropy after the first iteration from the same random state.
 fn forward_loss<B: AutodiffBackend + Kernels>(
     model: &RecurrentModel<B>,
     batch: &Batch,
@@ -227,8 +232,9 @@ where
     let embedded = model.prelude_forward(&batch.inputs, batch.shape, 0, &mut NoMemory);
     let [b, s] = batch.shape;
     let initial = random_initial_state(rng, b * s, &model.config, 1.0);
-    let mut state =
+    let initial =
         Tensor::<B::InnerBackend, 3>::from_data(TensorData::new(initial, [b, s, e]), &device);
+    let mut state = initial.clone();
     if depth.no_grad > 0 {
         let frozen = model.valid();
         let frozen_embedded = embedded.clone().inner();
@@ -249,7 +255,15 @@ where
         }
     }
     let read = losses.len() as f32;
-    Tensor::cat(losses, 0).sum() / read
+    let loss = Tensor::cat(losses, 0).sum() / read;
+    // A window of answers alone has no other token to weigh (and 0 / 0 would poison the step).
+    if depth.first_iteration_weight == 0.0 || batch.in_answer.iter().all(|&answer| answer) {
+        return loss;
+    }
+    let first = model.core_forward(Tensor::from_inner(initial), embedded, 0, 0, &mut NoMemory);
+    let logits = model.coda_forward(first, 0, &mut NoMemory);
+    let others = batch.weights(0.0, 1.0, &device);
+    loss + cross_entropy(logits, targets, others) * depth.first_iteration_weight
 }
 
 /// The mean of each position's negative log-likelihood, weighted by `weights` ([batch, seq]).
@@ -448,7 +462,7 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<(), TrainError> {
 
 #[cfg(test)]
 mod tests {
-    use burn::backend::NdArray;
+    use burn::backend::{Autodiff, NdArray};
 
     use super::*;
 
@@ -474,39 +488,84 @@ mod tests {
         assert!((loss([1.0, 3.0]) - 3.0 * ln2 / 4.0).abs() < 1e-5);
     }
 
-    #[test]
-    fn loss_every_iteration_is_the_mean_over_the_window() {
-        type B = burn::backend::Autodiff<NdArray>;
+    /// A fresh model of the smoke recipe's shape and a batch of two windows of five tokens, the
+    /// first three targets of each marked as answers where `answers` says so.
+    fn model_and_batch(answers: bool) -> (RecurrentModel<Autodiff<NdArray>>, Batch) {
         let recipe: Recipe =
             serde_json::from_str(include_str!("../recipes/smoke.json")).expect("smoke recipe");
-        let device = Default::default();
-        let model = RecurrentModel::<B>::init(&recipe.model_config(40), 3, &device);
-        let shape = [2, 5];
+        let model = RecurrentModel::init(&recipe.model_config(40), 3, &Default::default());
         let batch = Batch {
-            shape,
+            shape: [2, 5],
             inputs: (0..10).map(|i| i * 3 % 40).collect(),
             targets: (0..10).map(|i| i64::from(i * 7 % 40)).collect(),
-            in_answer: vec![false; 10],
+            in_answer: (0..10).map(|i| answers && i % 5 < 3).collect(),
         };
-        let weights = batch.weights(1.0, 1.0, &device);
-        // The same seed draws the same initial state, so `with_grad = j` reads iteration j.
-        let loss = |no_grad, with_grad, loss_every_iteration| {
-            let depth = Depth {
-                no_grad,
-                with_grad,
-                loss_every_iteration,
-            };
-            let mut rng = ChaCha8Rng::seed_from_u64(9);
-            forward_loss(&model, &batch, weights.clone(), depth, &mut rng).into_scalar()
+        (model, batch)
+    }
+
+    /// The step's loss with the answers weighing `answer_weight`; the same seed draws the same
+    /// initial state, so `with_grad = j` after no iteration without gradient reads iteration j.
+    fn loss(
+        model: &RecurrentModel<Autodiff<NdArray>>,
+        batch: &Batch,
+        answer_weight: f32,
+        depth: Depth,
+    ) -> f32 {
+        let weights = batch.weights(answer_weight, 1.0, &Default::default());
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        forward_loss(model, batch, weights, depth, &mut rng).into_scalar()
+    }
+
+    fn depth(no_grad: usize, with_grad: usize) -> Depth {
+        Depth {
+            no_grad,
+            with_grad,
+            loss_every_iteration: false,
+            first_iteration_weight: 0.0,
+        }
+    }
+
+    #[test]
+    fn loss_every_iteration_is_the_mean_over_the_window() {
+        let (model, batch) = model_and_batch(false);
+        let every = |no_grad, with_grad| Depth {
+            loss_every_iteration: true,
+            ..depth(no_grad, with_grad)
         };
-        let each: Vec<f32> = (1..=4).map(|j| loss(0, j, false)).collect();
+        let each: Vec<f32> = (1..=4)
+            .map(|j| loss(&model, &batch, 1.0, depth(0, j)))
+            .collect();
         assert!(
             each.windows(2).all(|w| (w[0] - w[1]).abs() > 1e-6),
             "{each:?}"
         );
         let window = (each[1] + each[2] + each[3]) / 3.0;
-        assert!((loss(1, 3, true) - window).abs() < 1e-5);
-        assert!((loss(1, 3, false) - each[3]).abs() < 1e-5);
-        assert!((loss(0, 1, true) - each[0]).abs() < 1e-5);
+        assert!((loss(&model, &batch, 1.0, every(1, 3)) - window).abs() < 1e-5);
+        assert!((loss(&model, &batch, 1.0, depth(1, 3)) - each[3]).abs() < 1e-5);
+        assert!((loss(&model, &batch, 1.0, every(0, 1)) - each[0]).abs() < 1e-5);
+    }
+
+    #[test]
+    fn first_iteration_term_weighs_the_other_tokens_after_one_iteration() {
+        let (model, batch) = model_and_batch(true);
+        let with_first = |weight| Depth {
+            first_iteration_weight: weight,
+            ..depth(1, 3)
+        };
+        let plain = loss(&model, &batch, 8.0, depth(1, 3));
+        // The other tokens' loss after one iteration: the answers weigh nothing.
+        let others_first = loss(&model, &batch, 0.0, depth(0, 1));
+        let all_first = loss(&model, &batch, 1.0, depth(0, 1));
+        assert!((others_first - all_first).abs() > 1e-4);
+        for weight in [0.5, 2.0] {
+            let expected = plain + weight * others_first;
+            let got = loss(&model, &batch, 8.0, with_first(weight));
+            assert!((got - expected).abs() < 1e-4, "{got} against {expected}");
+        }
+        // Windows of answers alone have nothing for the term to weigh.
+        let mut answers_only = batch;
+        answers_only.in_answer = vec![true; 10];
+        let plain = loss(&model, &answers_only, 8.0, depth(1, 3));
+        assert_eq!(loss(&model, &answers_only, 8.0, with_first(2.0)), plain);
     }
 }
