@@ -102,9 +102,22 @@ fn run(args: &Args, above: &[PathBuf]) -> Result<(), TrainError> {
         std::fs::read_to_string(&args.recipe).map_err(|e| TrainError::io(&args.recipe, e))?;
     let recipe: Recipe = serde_json::from_str(&text)
         .map_err(|e| TrainError::Data(format!("{}: {e}", args.recipe.display())))?;
+    if let Some(stop) = args.stop_at.filter(|&stop| stop > recipe.steps) {
+        return Err(TrainError::Data(format!(
+            "{}: cannot stop at step {stop}, past its last ({})",
+            args.recipe.display(),
+            recipe.steps
+        )));
+    }
+    if recipe.start_from_step.is_some() && recipe.start_recipe().is_none() {
+        return Err(TrainError::Data(format!(
+            "{}: start_from_step needs a recipe (a .json file) in start_from",
+            args.recipe.display()
+        )));
+    }
     // Before this run's corpus exists: a start trained here needs the memory first.
     let start = match (recipe.start_recipe(), recipe.start_from.as_deref()) {
-        (Some(from), _) => Some(train_start(from, args, above)?),
+        (Some(from), _) => Some(train_start(from, recipe.start_from_step, args, above)?),
         (None, Some(folder)) => Some(Start::read(folder)?),
         (None, None) => None,
     };
@@ -162,8 +175,9 @@ fn run(args: &Args, above: &[PathBuf]) -> Result<(), TrainError> {
         eprintln!("wrote {}", args.out.display());
     } else {
         eprintln!(
-            "stopped at step {}; run the same command again to resume",
-            args.stop_at.unwrap_or_default()
+            "stopped at step {}: {} holds that step's model; the same command resumes the run",
+            args.stop_at.unwrap_or_default(),
+            args.out.display()
         );
     }
     Ok(())
@@ -236,8 +250,14 @@ impl ModelFolder<'_> {
 
 /// Trains the recipe `from` into `runs/starts/NAME/model` (or resumes it there, or finds it
 /// finished), so that a model made by going on from other runs retrains from scratch with one
-/// command, and reads it as the start of the run `args` names.
-fn train_start(from: &Path, args: &Args, above: &[PathBuf]) -> Result<Start, TrainError> {
+/// command, and reads it as the start of the run `args` names. With `step`, that run stops
+/// there, in `runs/starts/NAME-stepN`.
+fn train_start(
+    from: &Path,
+    step: Option<usize>,
+    args: &Args,
+    above: &[PathBuf],
+) -> Result<Start, TrainError> {
     let this = args
         .recipe
         .canonicalize()
@@ -251,7 +271,10 @@ fn train_start(from: &Path, args: &Args, above: &[PathBuf]) -> Result<Start, Tra
             from.display()
         )));
     }
-    let name = from.file_stem().unwrap_or_default();
+    let mut name = from.file_stem().unwrap_or_default().to_os_string();
+    if let Some(step) = step {
+        name.push(format!("-step{step}"));
+    }
     let run_dir = Path::new("runs").join("starts").join(name);
     let out = run_dir.join("model");
     eprintln!(
@@ -263,7 +286,7 @@ fn train_start(from: &Path, args: &Args, above: &[PathBuf]) -> Result<Start, Tra
         recipe: from.to_path_buf(),
         out: out.clone(),
         run_dir: Some(run_dir),
-        stop_at: None,
+        stop_at: step,
         eval_per_family: args.eval_per_family,
         backend: args.backend,
     };

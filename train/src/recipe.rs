@@ -37,6 +37,11 @@ pub struct Recipe {
     /// model is the start: one command retrains a chain of runs from scratch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_from: Option<PathBuf>,
+    /// With a recipe in `start_from`: start from that run's model at this step, its schedule
+    /// unchanged (as `--stop-at` stops it), instead of at its end. That run goes into
+    /// `runs/starts/NAME-stepN`, apart from the whole run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_from_step: Option<usize>,
     /// Weight of an answer token in the loss relative to every other token: the answers are a
     /// few tokens in a sentence of random names and numbers, whose noise otherwise drowns them.
     #[serde(default = "default_answer_weight")]

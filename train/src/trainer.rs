@@ -61,7 +61,7 @@ pub struct Run<'a> {
 /// Trains from `train_tokens`, checkpointing under `run_dir`; resumes from the last checkpoint
 /// there when one exists. `snapshot` receives the model at every validation and at the end.
 /// Returns whether the run finished, `false` when `stop_at` ended it early (checkpointed, so
-/// that the next call resumes it exactly on the same backend).
+/// that the next call resumes it exactly on the same backend, and snapshot).
 pub fn train<B: AutodiffBackend + Kernels>(
     run: &Run,
     device: &B::Device,
@@ -123,6 +123,11 @@ where
     let started = Instant::now();
     let first_step = progress.step;
     while progress.step < recipe.steps {
+        if stop_at.is_some_and(|stop| progress.step >= stop) {
+            // Stopped here, by this call or an earlier one: the folder shows this step's model.
+            snapshot(&model.valid())?;
+            return Ok(false);
+        }
         let step = progress.step;
         // Each step's randomness comes from (seed, step) alone, so a resumed run continues exactly.
         let mut rng = ChaCha8Rng::seed_from_u64(
@@ -175,10 +180,9 @@ where
             checkpoint.append_validation(&validation)?;
             snapshot(&trained)?;
         }
-        let stopping = stop_at == Some(progress.step) && progress.step < recipe.steps;
         if progress.step.is_multiple_of(recipe.checkpoint_every)
             || progress.step == recipe.steps
-            || stopping
+            || stop_at == Some(progress.step)
         {
             model
                 .clone()
@@ -189,9 +193,6 @@ where
                 .map_err(TrainError::record)?;
             checkpoint.save_recipe(recipe)?;
             checkpoint.save_progress(&progress)?;
-        }
-        if stopping {
-            return Ok(false);
         }
     }
     if first_step == recipe.steps {

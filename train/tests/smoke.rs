@@ -154,20 +154,18 @@ fn a_run_stopped_and_resumed_equals_an_uninterrupted_one() {
     let split = dir.path().join("split");
     let split_run = dir.path().join("split-run");
     train(&split, &split_run, &["--stop-at", "2"]);
-    assert!(
-        !split.join("model.safetensors").exists(),
-        "a stopped run writes no model yet"
-    );
+    // A stopped run leaves its folder at the step it stopped, before any validation wrote it.
+    let at_two = weights(&split);
     let log = train(&split, &split_run, &["--stop-at", "4"]);
     assert!(log.contains("resuming at step 2"), "{log}");
     assert!(
         !log.contains("step      1/") && !log.contains("step      2/"),
         "steps 1-2 ran again: {log}"
     );
-    assert!(
-        split.join("model.safetensors").exists(),
-        "the validation at step 3 writes the folder while the run goes on"
-    );
+    assert!(at_two
+        .iter()
+        .zip(&weights(&split))
+        .any(|((_, x), (_, y))| x.values != y.values));
     train(&split, &split_run, &[]);
 
     // burn's backward pass sums gradients in an order that varies from run to run, so two runs
@@ -349,4 +347,48 @@ fn a_run_that_starts_from_a_recipe_trains_that_recipe_first() {
         serde_json::json!({"start_from": "looped.json"}),
     );
     assert!(!ok && log.contains("leads back"), "{log}");
+}
+
+#[test]
+fn a_run_can_start_from_a_step_inside_another_recipes_run() {
+    let dir = tempfile::tempdir().unwrap();
+    changed_recipe(dir.path(), "first.json", serde_json::json!({}));
+    let later = serde_json::json!({
+        "start_from": "first.json", "start_from_step": 2,
+        "learning_rate": 1e-12, "steps": 2, "eval_every": 2
+    });
+    let (ok, log) = train_changed(dir.path(), "later", later.clone());
+    assert!(
+        ok && log.contains("training it first, in runs/starts/first-step2"),
+        "{log}"
+    );
+    assert!(!log.contains("step      3/6"), "{log}");
+    let start = dir.path().join("runs/starts/first-step2");
+    let progress = std::fs::read_to_string(start.join("progress.json")).unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&progress).unwrap()["step"],
+        2
+    );
+    assert_started_from(&start.join("model"), &dir.path().join("later"));
+
+    // Again: the start is found stopped at its step and goes no further.
+    let (ok, log) = train_changed(dir.path(), "later", later);
+    assert!(ok && log.contains("resuming at step 2"), "{log}");
+    assert!(!log.contains("step      3/6"), "{log}");
+
+    let (ok, log) = train_changed(
+        dir.path(),
+        "past",
+        serde_json::json!({"start_from": "first.json", "start_from_step": 7}),
+    );
+    assert!(!ok && log.contains("cannot stop at step 7"), "{log}");
+    let (ok, log) = train_changed(
+        dir.path(),
+        "folder",
+        serde_json::json!({"start_from": start.join("model"), "start_from_step": 2}),
+    );
+    assert!(
+        !ok && log.contains("start_from_step needs a recipe"),
+        "{log}"
+    );
 }
