@@ -59,9 +59,9 @@ pub struct Run<'a> {
 }
 
 /// Trains from `train_tokens`, checkpointing under `run_dir`; resumes from the last checkpoint
-/// there when one exists. `snapshot` receives the model at every validation and at the end.
-/// Returns whether the run finished, `false` when `stop_at` ended it early (checkpointed, so
-/// that the next call resumes it exactly on the same backend, and snapshot).
+/// there when one exists. `snapshot` receives the model at every validation, at the end, and
+/// where `stop_at` stops the run. Returns whether the run finished, `false` when `stop_at`
+/// ended it early (checkpointed, so that the next call resumes it exactly on the same backend).
 pub fn train<B: AutodiffBackend + Kernels>(
     run: &Run,
     device: &B::Device,

@@ -162,10 +162,13 @@ fn a_run_stopped_and_resumed_equals_an_uninterrupted_one() {
         !log.contains("step      1/") && !log.contains("step      2/"),
         "steps 1-2 ran again: {log}"
     );
-    assert!(at_two
-        .iter()
-        .zip(&weights(&split))
-        .any(|((_, x), (_, y))| x.values != y.values));
+    assert!(
+        at_two
+            .iter()
+            .zip(&weights(&split))
+            .any(|((_, x), (_, y))| x.values != y.values),
+        "the folder still holds step 2's model after the stop at step 4"
+    );
     train(&split, &split_run, &[]);
 
     // burn's backward pass sums gradients in an order that varies from run to run, so two runs
